@@ -1,0 +1,79 @@
+"""The contract every RGB-D saliency model in the registry follows.
+
+    m = build_model("jldcf", backbone="resnet101")  # random init; nothing is downloaded
+    m.load_official_checkpoint(path_or_state_dict)  # strict=True
+    m.eval(); logits = m(rgb, depth)                # rgb (N,3,S,S), depth (N,1,S,S) in [0,1]
+                                                    # -> (N,1,S,S) pre-sigmoid logits
+    prob = m.postprocess(logits, size)              # official test-time post-processing, (N,1,H,W)
+
+Inputs are in [0,1] pixel space at the network resolution S = ``m.input_size``; each model applies its
+own official pre-processing (normalisation, depth replication) inside ``forward`` so that attacks
+perturb pixels, not normalised tensors.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """(x - mean) / std per channel, with the constants built in ``x``'s dtype from Python floats
+    (as torchvision's ``Normalize``), so a model run in float64 is exact."""
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
+    """Load a checkpoint with ``weights_only=True``; a clear error names the file on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors, truncated files, non-tensor payloads
+        raise ValueError(f"{path}: not a loadable weights-only PyTorch checkpoint ({e})") from e
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path}: expected a state_dict (a mapping), got {type(obj).__name__}")
+    return dict(obj)
+
+
+def strip_prefix(sd: Mapping[str, Tensor], prefix: str = "module.") -> dict[str, Tensor]:
+    """Drop a DataParallel ``module.`` prefix when every key carries it."""
+    if sd and all(k.startswith(prefix) for k in sd):
+        return {k[len(prefix):]: v for k, v in sd.items()}
+    return dict(sd)
+
+
+class SaliencyModel(nn.Module):
+    """Base class: subclasses set ``input_size`` and implement ``forward``."""
+
+    task = "saliency"
+    input_size: int = 320
+
+    def forward(self, rgb: Tensor, depth: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def load_official_checkpoint(self, src: str | Path | Mapping[str, Tensor]) -> None:
+        """Load an official release (a plain state_dict by default) with ``strict=True``."""
+        sd = load_state_dict_file(src) if isinstance(src, (str, Path)) else dict(src)
+        self.load_state_dict(strip_prefix(sd), strict=True)
+
+    def postprocess(self, logits: Tensor, size: tuple[int, int]) -> Tensor:
+        """Official test-time post-processing to a probability map at the GT size (H, W).
+
+        Default (BBS-Net / JL-DCF style): bilinear resize of the logits, sigmoid, per-image min-max.
+        """
+        up = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        p = up.sigmoid()
+        lo = p.amin(dim=(1, 2, 3), keepdim=True)
+        hi = p.amax(dim=(1, 2, 3), keepdim=True)
+        return (p - lo) / (hi - lo + 1e-8)
