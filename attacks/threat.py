@@ -1,0 +1,96 @@
+"""Threat model of one benchmark cell and the attack space it induces on an RGB-D input.
+
+An attack sees one tensor ``u`` (the *attack space*): the RGB channels, the depth channel, or both
+stacked, depending on the modality. RGB and depth may have different budgets, so each channel ``c``
+is mapped affinely about mid-grey,
+
+    u_c = 0.5 + (x_c - 0.5) * E / eps_c,   E = min(eps_c over attacked channels),
+
+which turns the per-modality balls ``|delta_c| <= eps_c`` into one ball ``|delta_u| <= E`` that any
+library attack can project onto. Because ``eps_c >= E`` every valid ``x_c in [0,1]`` lies inside
+``u_c in [0,1]``; the wrapper clamps ``x`` back to [0,1], so the library's clipping never leaves the
+budget. For L2 the budget is the joint norm ``||(delta_rgb * E/eps_rgb, delta_depth * E/eps_depth)||_2 <= E``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Modality = Literal["rgb", "depth", "rgbd"]
+Norm = Literal["linf", "l2"]
+MODALITIES: tuple[Modality, ...] = ("rgb", "depth", "rgbd")
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """Budget of one cell. ``eps``/``eps_depth`` are in [0,1] pixel units at network resolution."""
+
+    norm: Norm = "linf"
+    eps: float = 8 / 255
+    eps_depth: float | None = None  # defaults to ``eps``
+    modality: Modality = "rgbd"
+    steps: int = 10
+    rel_step: float = 0.25  # step size as a fraction of the attack-space budget E
+
+    def __post_init__(self) -> None:
+        if self.norm not in ("linf", "l2"):
+            raise ValueError(f"unknown norm {self.norm!r}; use 'linf' or 'l2'")
+        if self.modality not in MODALITIES:
+            raise ValueError(f"unknown modality {self.modality!r}; use one of {MODALITIES}")
+        if self.eps < 0 or (self.eps_depth is not None and self.eps_depth < 0):
+            raise ValueError("eps must be >= 0")
+
+    @property
+    def depth_eps(self) -> float:
+        return self.eps if self.eps_depth is None else self.eps_depth
+
+    @property
+    def channel_eps(self) -> tuple[float, ...]:
+        """Budget of each attacked channel, in attack-space channel order."""
+        rgb, d = (self.eps,) * 3, (self.depth_eps,)
+        return {"rgb": rgb, "depth": d, "rgbd": rgb + d}[self.modality]
+
+    @property
+    def space_eps(self) -> float:
+        """E: the single budget of the attack space."""
+        return min(self.channel_eps)
+
+    @property
+    def step_size(self) -> float:
+        return self.rel_step * self.space_eps
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "eps_depth": self.depth_eps}
+
+
+class AttackSpace:
+    """Maps a clean RGB-D batch to the attack space ``u`` and an attacked ``u`` back to (rgb, depth)."""
+
+    def __init__(self, rgb: Tensor, depth: Tensor, threat: ThreatModel):
+        self.rgb, self.depth, self.threat = rgb, depth, threat
+        eps = threat.channel_eps
+        e = threat.space_eps
+        # scale_c = E / eps_c (1 where a channel is unperturbable, i.e. eps_c = E = 0)
+        scale = [e / c if c > 0 else 1.0 for c in eps]
+        self.scale = torch.tensor(scale, dtype=rgb.dtype, device=rgb.device).view(1, -1, 1, 1)
+
+    def _stack(self, rgb: Tensor, depth: Tensor) -> Tensor:
+        m = self.threat.modality
+        return rgb if m == "rgb" else depth if m == "depth" else torch.cat([rgb, depth], 1)
+
+    def initial(self) -> Tensor:
+        """The clean batch in attack space."""
+        return 0.5 + (self._stack(self.rgb, self.depth) - 0.5) * self.scale
+
+    def compose(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """(rgb, depth) in [0,1] from an attack-space tensor; unattacked modalities stay clean."""
+        x = (0.5 + (u - 0.5) / self.scale).clamp(0, 1)
+        m = self.threat.modality
+        if m == "rgb":
+            return x, self.depth
+        if m == "depth":
+            return self.rgb, x
+        return x[:, :3], x[:, 3:]

@@ -1,0 +1,101 @@
+"""RGB-D SOD test sets in the standard layout ``<root>/<NAME>/{RGB,depth,GT}``, paired by file stem.
+
+Works for NJU2K, NLPR, STERE, DES (RGBD135), LFSD, SIP, SSD, DUT-RGBD and ReDWeb-S as distributed by
+the RGB-D SOD benchmarks. When ``<root>/<NAME>/test.lst`` exists (JL-DCF's list format: one pair per
+line, ``<rgb path> <depth path> [<gt path>]`` relative to the dataset folder) it fixes the images and
+their order; otherwise every stem present in all three folders is used, sorted.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .base import Sample
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+SUBDIRS = ("RGB", "depth", "GT")
+
+
+def _index(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"dataset folder missing: {folder}")
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def _read(path: Path, mode: str) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            if mode == "depth":
+                # 16-bit depth PNGs (PIL modes "I;16*" or "I") keep their range; others are 8-bit grey.
+                if im.mode.startswith("I"):
+                    return np.clip(np.array(im), 0, 65535).astype(np.uint16)
+                return np.array(im.convert("L"))
+            return np.array(im.convert(mode))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"unreadable image {path}: {e}") from e
+
+
+class FolderRGBD:
+    """A folder dataset; ``FolderRGBD(root, "NJU2K")[i]`` is a :class:`Sample`."""
+
+    def __init__(self, root: str | Path, name: str):
+        self.root, self.name = Path(root) / name, name
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"dataset {name!r} not found: {self.root} is not a folder")
+        lst = self.root / "test.lst"
+        self.pairs = self._from_list(lst) if lst.is_file() else self._from_stems()
+        if not self.pairs:
+            raise ValueError(f"dataset {self.root}: no RGB/depth/GT triples found")
+
+    def _from_stems(self) -> list[tuple[Path, Path, Path]]:
+        rgb, depth, gt = (_index(self.root / d) for d in SUBDIRS)
+        for stem in sorted(rgb):
+            for other, folder in ((depth, "depth"), (gt, "GT")):
+                if stem not in other:
+                    raise FileNotFoundError(f"{rgb[stem]}: no partner file with stem {stem!r} in {self.root / folder}")
+        for other, folder in ((depth, "depth"), (gt, "GT")):
+            orphans = sorted(set(other) - set(rgb))
+            if orphans:
+                raise FileNotFoundError(f"{other[orphans[0]]}: no partner file with stem {orphans[0]!r} in {self.root / 'RGB'}")
+        return [(rgb[s], depth[s], gt[s]) for s in sorted(rgb)]
+
+    def _from_list(self, lst: Path) -> list[tuple[Path, Path, Path]]:
+        gts = _index(self.root / "GT")
+        pairs = []
+        for n, line in enumerate(lst.read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 2:
+                raise ValueError(f"{lst}:{n}: expected '<rgb> <depth> [<gt>]', got {line!r}")
+            rgb, depth = self.root / parts[0], self.root / parts[1]
+            gt = self.root / parts[2] if len(parts) > 2 else gts.get(Path(parts[0]).stem)
+            for p in (rgb, depth, gt):
+                if p is None or not p.is_file():
+                    raise FileNotFoundError(f"{lst}:{n}: missing file {p or Path(parts[0]).stem + ' in GT/'}")
+            pairs.append((rgb, depth, gt))
+        return pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> Sample:
+        rgb_p, depth_p, gt_p = self.pairs[i]
+        rgb, depth, gt = _read(rgb_p, "RGB"), _read(depth_p, "depth"), _read(gt_p, "L")
+        for arr, p in ((depth, depth_p), (gt, gt_p)):
+            if arr.shape[:2] != rgb.shape[:2]:
+                raise ValueError(f"size mismatch: {p} is {arr.shape[1]}x{arr.shape[0]} but {rgb_p} is "
+                                 f"{rgb.shape[1]}x{rgb.shape[0]}")
+        return Sample(name=rgb_p.stem, rgb=rgb, depth=depth, gt=gt)
+
+    def manifest_sha256(self) -> str:
+        """sha256 over the relative paths and bytes of every file used, in order."""
+        h = hashlib.sha256()
+        for triple in self.pairs:
+            for p in triple:
+                h.update(str(p.relative_to(self.root)).encode())
+                h.update(hashlib.sha256(p.read_bytes()).digest())
+        return h.hexdigest()

@@ -1,0 +1,111 @@
+"""Task adapter for dense RGB-D saliency: what an attack maximises, how the model is wrapped for the
+attack libraries, and how predictions are scored.
+
+Attack objective: the mean per-pixel binary cross-entropy between the predicted map and the GT at
+network resolution, L(z, y) = mean_p BCE(sigmoid(z_p), y_p). torchattacks hard-codes cross-entropy
+over a class axis, so the dense model is exposed as two-class logits cat([0, z], 1) with labels y:
+CE over (N,2,H,W) equals that BCE (a raw (N,1,H,W) map would give zero gradient silently). ART has no
+dense estimator: its classifier wraps the flattened (N, H*W) logits with a pixel-BCE loss.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attacks.threat import AttackSpace, ThreatModel
+from benchmark.data import Batch
+from benchmark.metrics import saliency as sod
+
+
+class AttackSpaceModel(nn.Module):
+    """u (attack space) -> the model's (N,1,S,S) logits, with the clean unattacked modality filled in."""
+
+    def __init__(self, model: nn.Module, space: AttackSpace):
+        super().__init__()
+        self.model, self.space = model, space
+        self.size = space.rgb.shape[-1]
+
+    def forward(self, u: Tensor) -> Tensor:
+        if u.shape[-1] != self.size:  # input-diversity attacks (DI-FGSM) resize and pad their input
+            u = F.interpolate(u, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.model(*self.space.compose(u))
+
+
+class TwoClassLogits(nn.Module):
+    """(N,1,H,W) saliency logits z -> (N,2,H,W) logits [0, z] for cross-entropy based attacks."""
+
+    def __init__(self, dense: nn.Module):
+        super().__init__()
+        self.dense = dense
+
+    def forward(self, u: Tensor) -> Tensor:
+        z = self.dense(u)
+        return torch.cat([torch.zeros_like(z), z], 1)
+
+
+class FlatLogits(nn.Module):
+    """(N,1,H,W) saliency logits -> (N, H*W), for ART's ``PyTorchClassifier``."""
+
+    def __init__(self, dense: nn.Module):
+        super().__init__()
+        self.dense = dense
+
+    def forward(self, u: Tensor) -> Tensor:
+        return self.dense(u).flatten(1)
+
+
+class PixelBCEWithLogits(nn.Module):
+    """Mean pixel BCE on flattened maps, for ART. Two ART behaviours break dense targets silently:
+    for ``nn.BCEWithLogitsLoss`` it argmax-reduces (N, H*W) labels as if one-hot (so this is our own
+    module), and FastGradientMethod divides labels by their sum when nb_classes > 2 (so the target is
+    re-binarised here: any positive label is foreground; 0/0 = NaN compares False, i.e. background)."""
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(logits, (target > 0).to(logits.dtype))
+
+
+class SaliencyTask:
+    name = "saliency"
+    metrics = sod.SUMMARY
+
+    def attack_space(self, batch: Batch, threat: ThreatModel) -> AttackSpace:
+        return AttackSpace(batch.rgb, batch.depth, threat)
+
+    def attacked_model(self, model: nn.Module, space: AttackSpace) -> nn.Module:
+        return AttackSpaceModel(model, space)
+
+    def loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Per-sample attack objective (N,): mean pixel BCE of logits (N,1,H,W) against target (N,1,H,W)."""
+        return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(1)
+
+    # torchattacks view
+    def torchattacks_model(self, dense: nn.Module) -> nn.Module:
+        return TwoClassLogits(dense)
+
+    def torchattacks_labels(self, target: Tensor) -> Tensor:
+        return target[:, 0].round().long()
+
+    # ART view
+    def art_model(self, dense: nn.Module) -> nn.Module:
+        return FlatLogits(dense)
+
+    def art_loss(self) -> nn.Module:
+        return PixelBCEWithLogits()
+
+    def art_nb_classes(self, target: Tensor) -> int:
+        return int(target[0].numel())
+
+    def art_labels(self, target: Tensor) -> np.ndarray:
+        return target.flatten(1).cpu().numpy().astype(np.float32)
+
+    # scoring
+    def score(self, model: nn.Module, logits: Tensor, batch: Batch) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+        """Official post-processing to each GT's size, then PySODMetrics; one entry per image."""
+        out = []
+        metric = sod.SODMetrics()
+        for i, gt in enumerate(batch.gts):
+            prob = model.postprocess(logits[i : i + 1].float(), gt.shape[:2])[0, 0].detach().cpu().numpy()
+            out.append(metric.step(sod.to_uint8(prob), gt))
+        return out
