@@ -101,6 +101,9 @@ class SaliencyTask:
         return target.flatten(1).cpu().numpy().astype(np.float32)
 
     # scoring
+    def summarise(self, records: list[dict], f_curves: np.ndarray, e_curves: np.ndarray) -> dict[str, float]:
+        return sod.summarise(records, f_curves, e_curves)
+
     def score(self, model: nn.Module, logits: Tensor, batch: Batch) -> list[tuple[dict, np.ndarray, np.ndarray]]:
         """Official post-processing to each GT's size, then PySODMetrics; one entry per image."""
         out = []

@@ -1,0 +1,66 @@
+"""Invariants checked on every adversarial batch: the budget holds and the model is unchanged."""
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import Tensor, nn
+
+from attacks.threat import ThreatModel
+
+TOLERANCE = 1e-6  # float32 rounding of the attack-space map, in [0,1] pixel units
+
+
+class BudgetViolation(RuntimeError):
+    """An attack returned an input outside its threat model."""
+
+
+class ModelTampered(RuntimeError):
+    """An attack changed the model's parameters or buffers."""
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """sha256 over every parameter and buffer (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def perturbation_norms(rgb0: Tensor, depth0: Tensor, rgb: Tensor, depth: Tensor) -> dict[str, Tensor]:
+    """Per-image L-inf and L2 norms of the RGB and depth perturbations."""
+    dr, dd = (rgb - rgb0).flatten(1), (depth - depth0).flatten(1)
+    return {"linf_rgb": dr.abs().amax(1), "linf_depth": dd.abs().amax(1),
+            "l2_rgb": dr.norm(dim=1), "l2_depth": dd.norm(dim=1)}
+
+
+def check_budget(names: list[str], rgb0: Tensor, depth0: Tensor, rgb: Tensor, depth: Tensor,
+                 threat: ThreatModel) -> dict[str, Tensor]:
+    """Raise :class:`BudgetViolation` naming the image if any perturbation leaves the threat model."""
+    n = perturbation_norms(rgb0, depth0, rgb, depth)
+    lo, hi = min(rgb.min().item(), depth.min().item()), max(rgb.max().item(), depth.max().item())
+    if lo < 0 or hi > 1:
+        raise BudgetViolation(f"adversarial input leaves [0,1]: range [{lo:.6g}, {hi:.6g}]")
+    eps_rgb = threat.eps if threat.modality in ("rgb", "rgbd") else 0.0
+    eps_d = threat.depth_eps if threat.modality in ("depth", "rgbd") else 0.0
+    if threat.norm == "linf":
+        excess = torch.maximum(n["linf_rgb"] - eps_rgb, n["linf_depth"] - eps_d)
+    else:
+        e = threat.space_eps
+        w_rgb = e / eps_rgb if eps_rgb > 0 else 0.0
+        w_d = e / eps_d if eps_d > 0 else 0.0
+        excess = torch.sqrt((n["l2_rgb"] * w_rgb) ** 2 + (n["l2_depth"] * w_d) ** 2) - e
+        # A modality outside the threat model must stay untouched.
+        if eps_rgb == 0:
+            excess = torch.maximum(excess, n["linf_rgb"])
+        if eps_d == 0:
+            excess = torch.maximum(excess, n["linf_depth"])
+    bad = (excess > TOLERANCE).nonzero().flatten().tolist()
+    if bad:
+        i = bad[0]
+        raise BudgetViolation(
+            f"image {names[i]}: perturbation exceeds the {threat.norm} budget by {excess[i].item():.3g} "
+            f"(threat {threat.to_dict()}; linf rgb {n['linf_rgb'][i].item():.6g}, depth "
+            f"{n['linf_depth'][i].item():.6g}; l2 rgb {n['l2_rgb'][i].item():.6g}, depth {n['l2_depth'][i].item():.6g})")
+    return n

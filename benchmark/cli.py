@@ -1,0 +1,122 @@
+"""Command line: ``python -m benchmark {run,train,compare,list}``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  python -m benchmark run --model jldcf                  # tiny JL-DCF, trained here on first use
+  python -m benchmark run --model jldcf --ckpt JL-DCF.pth --dataset NJU2K --data /data/RGBD
+  python -m benchmark compare HEAD~1                     # leaderboards at HEAD~1 vs working tree
+  python -m benchmark list attacks
+"""
+
+
+def _kv(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"{what}: expected KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k] = v
+    return out
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from benchmark.runner import RunConfig, run
+
+    run(RunConfig(model=a.model, ckpt=a.ckpt or None, suite=a.suite, dataset=a.dataset, data_root=a.data or None,
+                  device=a.device, model_args=_kv(a.model_arg, "--model-arg"), results_dir=Path(a.results),
+                  leaderboard_dir=Path(a.leaderboards)))
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from benchmark.train import RECIPES, train
+    from models import TINY_VARIANT
+
+    name = TINY_VARIANT.get(a.model, a.model)
+    if name not in RECIPES:
+        raise SystemExit(f"no training recipe for {a.model!r}; trainable: {sorted(RECIPES)}")
+    out = Path(a.out or f"results/checkpoints/{name}-{RECIPES[name].id}.pt")
+    scores = train(name, out, RECIPES[name], a.device)
+    print(f"saved {out}; clean synthetic-test scores: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()))
+    return 0
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from benchmark.compare import compare, load_tables
+
+    tolerances = {k: float(v) for k, v in _kv(a.tol, "--tol").items()}
+    directory = Path(a.leaderboards)
+    report, regressed = compare(load_tables(a.base, directory), load_tables(a.head, directory), tolerances)
+    print(report)
+    return 1 if regressed else 0
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    from attacks import ATTACKS
+    from benchmark.data import DATASETS
+    from benchmark.metrics import METRICS
+    from benchmark.suite import list_suites
+    from models import MODELS
+
+    what = {
+        "models": lambda: [f"{n}" for n in MODELS],
+        "attacks": lambda: [f"{n:12s} {a.backend:12s} norms={','.join(a.norms)}" for n, a in ATTACKS.items()],
+        "datasets": lambda: list(DATASETS),
+        "suites": list_suites,
+        "metrics": lambda: [f"{t}: {', '.join(m)}" for t, m in METRICS.items()],
+    }
+    for kind in [a.what] if a.what else list(what):
+        print(f"{kind}:")
+        for line in what[kind]():
+            print(f"  {line}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmark", description="Adversarial robustness benchmark for "
+                                "RGB-D saliency models.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a suite on one model and update the leaderboard")
+    r.add_argument("--model", required=True, help="registry name (see `list models`); without --ckpt, "
+                   "jldcf/bbsnet/d3net mean their tiny variants, trained and cached on first use")
+    r.add_argument("--ckpt", help="checkpoint file (official release layout for jldcf/bbsnet; a folder of "
+                   "RgbNet.pth/RgbdNet.pth/DepthNet.pth for d3net)")
+    r.add_argument("--suite", default="default", help="suite name in benchmark/suites or a YAML path")
+    r.add_argument("--dataset", help="dataset name (default: the suite's); see `list datasets`")
+    r.add_argument("--data", help="folder holding <DATASET>/{RGB,depth,GT}")
+    r.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    r.add_argument("--model-arg", action="append", default=[], metavar="K=V", help="model constructor argument, "
+                   "e.g. backbone=resnet50")
+    r.add_argument("--results", default="results", help="raw results folder")
+    r.add_argument("--leaderboards", default="leaderboards", help="leaderboard folder")
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("train", help="train a tiny variant on the synthetic train split")
+    t.add_argument("--model", required=True, help="jldcf, bbsnet, d3net (or their -tiny names)")
+    t.add_argument("--out", help="checkpoint path (default: the cache used by `run`)")
+    t.add_argument("--device", default="cpu")
+    t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("compare", help="diff leaderboards between two revisions; exit 1 on regression")
+    c.add_argument("base", help="git revision, e.g. HEAD~1")
+    c.add_argument("head", nargs="?", default=None, help="git revision (default: the working tree)")
+    c.add_argument("--tol", action="append", default=[], metavar="METRIC=VALUE",
+                   help="allowed worsening per metric (default 0.01 each), e.g. --tol S=0.02")
+    c.add_argument("--leaderboards", default="leaderboards")
+    c.set_defaults(func=cmd_compare)
+
+    ls = sub.add_parser("list", help="list registered models, attacks, datasets, suites, metrics")
+    ls.add_argument("what", nargs="?", choices=["models", "attacks", "datasets", "suites", "metrics"])
+    ls.set_defaults(func=cmd_list)
+
+    a = p.parse_args(argv)
+    try:
+        return a.func(a)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

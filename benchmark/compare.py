@@ -1,0 +1,82 @@
+"""Compare leaderboards between two commits (or a commit and the working tree).
+
+Rows are joined on the leaderboard key; for every metric the change HEAD - BASE is printed, and the
+comparison fails when a metric gets worse by more than its tolerance. Added and removed rows are
+listed, not errors.
+"""
+from __future__ import annotations
+
+import io
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.leaderboard import KEY
+from benchmark.metrics import HIGHER_IS_BETTER
+
+DEFAULT_TOLERANCE = 0.01
+LEADERBOARDS = Path("leaderboards")
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
+
+
+def load_tables(rev: str | None, directory: Path = LEADERBOARDS) -> dict[str, pd.DataFrame]:
+    """Every ``<directory>/*.csv`` at ``rev`` (None: the working tree)."""
+    if rev is None:
+        return {p.stem: pd.read_csv(p) for p in sorted(directory.glob("*.csv"))}
+    try:
+        _git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    except subprocess.CalledProcessError as e:
+        raise ValueError(f"not a git revision: {rev!r}") from e
+    names = _git("ls-tree", "--name-only", f"{rev}:{directory.as_posix()}").split() if _has_dir(rev, directory) else []
+    return {Path(n).stem: pd.read_csv(io.StringIO(_git("show", f"{rev}:{(directory / n).as_posix()}")))
+            for n in names if n.endswith(".csv")}
+
+
+def _has_dir(rev: str, directory: Path) -> bool:
+    try:
+        _git("rev-parse", "--verify", f"{rev}:{directory.as_posix()}")
+        return True
+    except subprocess.CalledProcessError:
+        return False
+
+
+def compare(base: dict[str, pd.DataFrame], head: dict[str, pd.DataFrame],
+            tolerances: dict[str, float] | None = None) -> tuple[str, bool]:
+    """Return (report, regressed)."""
+    tolerances = tolerances or {}
+    out, regressed = [], False
+    for name in sorted(set(base) | set(head)):
+        b = base.get(name, pd.DataFrame(columns=KEY))
+        h = head.get(name, pd.DataFrame(columns=KEY))
+        for df in (b, h):
+            df[KEY] = df[KEY].astype(str)
+        metrics = [m for m in HIGHER_IS_BETTER if m in b.columns and m in h.columns]
+        joined = b.merge(h, on=KEY, how="outer", suffixes=("_base", "_head"), indicator=True)
+        out.append(f"== {name}: {len(b)} rows at base, {len(h)} at head")
+        for label, side in (("added", "right_only"), ("removed", "left_only")):
+            for _, r in joined[joined._merge == side].iterrows():
+                out.append(f"  {label}: " + " ".join(f"{k}={r[k]}" for k in KEY))
+        both = joined[joined._merge == "both"]
+        changed = 0
+        for _, r in both.iterrows():
+            deltas = []
+            for m in metrics:
+                d = r[f"{m}_head"] - r[f"{m}_base"]
+                worse = -d if HIGHER_IS_BETTER[m] else d
+                tol = tolerances.get(m, DEFAULT_TOLERANCE)
+                if worse > tol:
+                    regressed = True
+                    deltas.append(f"{m} {d:+.4f} WORSE (tol {tol})")
+                elif abs(d) > 1e-9:
+                    deltas.append(f"{m} {d:+.4f}")
+            if deltas:
+                changed += 1
+                row = " ".join(f"{k}={r[k]}" for k in ("model", "attack", "modality", "eps"))
+                out.append(f"  {row}: " + ", ".join(deltas))
+        out.append(f"  {len(both)} common rows, {changed} changed")
+    out.append("RESULT: " + ("REGRESSION (a metric got worse beyond its tolerance)" if regressed else "ok"))
+    return "\n".join(out), regressed

@@ -1,0 +1,97 @@
+"""Suites: YAML grids of benchmark cells (attack x threat model), expanded and hashed."""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from attacks import ATTACKS, ThreatModel
+
+SUITES_DIR = Path(__file__).parent / "suites"
+EXPANDED = ("eps", "eps_depth", "modality")
+CELL_KEYS = {"attack", "norm", "eps", "eps_depth", "modality", "steps", "rel_step", "params"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One benchmark cell: an attack under one threat model."""
+
+    attack: str
+    threat: ThreatModel
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def spec(self) -> dict[str, Any]:
+        return {"attack": self.attack, **self.threat.to_dict(), "params": self.params}
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha256(json.dumps(self.spec(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    dataset: str
+    batch_size: int
+    seed: int
+    cells: list[Cell]
+    limit: int | None = None  # use only the first `limit` images (smoke tests)
+
+
+def _number(v: Any, where: str) -> float:
+    try:
+        return float(Fraction(str(v)))
+    except (ValueError, ZeroDivisionError) as e:
+        raise ValueError(f"{where}: not a number or fraction: {v!r}") from e
+
+
+def _expand(entry: dict[str, Any], where: str) -> list[Cell]:
+    unknown = set(entry) - CELL_KEYS
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; allowed {sorted(CELL_KEYS)}")
+    name = entry.get("attack")
+    if name not in ATTACKS:
+        raise ValueError(f"{where}: unknown attack {name!r}; see `python -m benchmark list attacks`")
+    lists = {k: entry[k] if isinstance(entry[k], list) else [entry[k]] for k in EXPANDED if k in entry}
+    cells = []
+    for combo in itertools.product(*lists.values()) if lists else [()]:
+        values = dict(zip(lists, combo))
+        threat = ThreatModel(
+            norm=entry.get("norm", "linf"),
+            eps=_number(values.get("eps", 0), where),
+            eps_depth=_number(values["eps_depth"], where) if "eps_depth" in values else None,
+            modality=values.get("modality", "rgbd"),
+            steps=int(entry.get("steps", 1 if name in ("none", "fgsm", "art-fgm") else 10)),
+            rel_step=_number(entry.get("rel_step", 0.25), where),
+        )
+        cells.append(Cell(name, threat, dict(entry.get("params", {}))))
+    return cells
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A suite by name (``benchmark/suites/<name>.yaml``) or by path; errors name the file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SUITES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"suite not found: {path} (built-in suites: {known})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: invalid YAML: {e}") from e
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
+        raise ValueError(f"{path}: expected a mapping with a 'cells' list")
+    cells = [c for i, e in enumerate(raw["cells"]) for c in _expand(e, f"{path}: cells[{i}]")]
+    return Suite(name=path.stem, dataset=raw.get("dataset", "synthetic"), batch_size=int(raw.get("batch_size", 16)),
+                 seed=int(raw.get("seed", 0)), cells=cells, limit=raw.get("limit"))
+
+
+def list_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))

@@ -1,0 +1,33 @@
+"""Model registry. ``build_model(name, **kwargs)`` builds a randomly initialised model; nothing is
+downloaded. The official configurations load the released checkpoints; each ``-tiny`` variant is the
+same code with a small backbone and input, trained by ``python -m benchmark train`` on the embedded
+synthetic data."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .base import SaliencyModel
+from .bbsnet import BBSNet, bbsnet_tiny
+from .d3net import D3Net, d3net_tiny
+from .jldcf import JLDCF, jldcf_tiny
+
+MODELS: dict[str, Callable[..., SaliencyModel]] = {
+    "jldcf": JLDCF,  # backbone = resnet101 (default) | resnet50 | vgg16 | densenet161; input 320
+    "bbsnet": BBSNet,  # ResNet-50 RGB and depth streams; input 352
+    "d3net": D3Net,  # RgbNet, RgbdNet, DepthNet + depth depurator; input 224
+    "jldcf-tiny": jldcf_tiny,
+    "bbsnet-tiny": bbsnet_tiny,
+    "d3net-tiny": d3net_tiny,
+}
+
+# `make bench MODEL=jldcf` without a checkpoint trains and benchmarks this variant.
+TINY_VARIANT = {"jldcf": "jldcf-tiny", "bbsnet": "bbsnet-tiny", "d3net": "d3net-tiny"}
+
+
+def build_model(name: str, **kwargs: Any) -> SaliencyModel:
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
+    return MODELS[name](**kwargs)
+
+
+__all__ = ["MODELS", "TINY_VARIANT", "SaliencyModel", "build_model"]
