@@ -20,11 +20,13 @@ class ModelTampered(RuntimeError):
 
 
 def model_fingerprint(model: nn.Module) -> str:
-    """sha256 over every parameter and buffer (names, dtypes, shapes and bytes)."""
+    """sha256 over every parameter and buffer (names, dtypes, shapes and bytes) and every module's
+    train/eval mode: a mode flip would let BatchNorm statistics drift on the next forward pass."""
     h = hashlib.sha256()
+    h.update(str([m.training for m in model.modules()]).encode())
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

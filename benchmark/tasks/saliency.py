@@ -26,6 +26,9 @@ class AttackSpaceModel(nn.Module):
         super().__init__()
         self.model, self.space = model, space
         self.size = space.rgb.shape[-1]
+        # A new Module starts in train mode; attack libraries restore the wrapper's mode afterwards,
+        # which would flip the wrapped model to train mode (and let BatchNorm update its statistics).
+        self.train(model.training)
 
     def forward(self, u: Tensor) -> Tensor:
         if u.shape[-1] != self.size:  # input-diversity attacks (DI-FGSM) resize and pad their input
@@ -39,6 +42,7 @@ class TwoClassLogits(nn.Module):
     def __init__(self, dense: nn.Module):
         super().__init__()
         self.dense = dense
+        self.train(dense.training)
 
     def forward(self, u: Tensor) -> Tensor:
         z = self.dense(u)
@@ -51,6 +55,7 @@ class FlatLogits(nn.Module):
     def __init__(self, dense: nn.Module):
         super().__init__()
         self.dense = dense
+        self.train(dense.training)
 
     def forward(self, u: Tensor) -> Tensor:
         return self.dense(u).flatten(1)
