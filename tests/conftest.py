@@ -1,0 +1,48 @@
+"""Shared fixtures: a small toy saliency model (fast) and a briefly trained tiny JL-DCF (slow, once)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from benchmark.data import SyntheticRGBD, make_batch
+from models.base import SaliencyModel
+
+
+class ToySaliency(SaliencyModel):
+    """A 3-layer conv net with BatchNorm: enough for attacks to have gradients to follow."""
+
+    input_size = 48
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                 nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1))
+
+    def forward(self, rgb: Tensor, depth: Tensor) -> Tensor:
+        return self.net(torch.cat([rgb, depth], 1))
+
+
+@pytest.fixture
+def toy_model() -> ToySaliency:
+    torch.manual_seed(0)
+    return ToySaliency().eval().requires_grad_(False)
+
+
+@pytest.fixture
+def toy_batch():
+    ds = SyntheticRGBD("test")
+    return make_batch([ds[i] for i in range(4)], ToySaliency.input_size)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory) -> Path:
+    """jldcf-tiny trained briefly with our own trainer: good enough that attacks have something to break."""
+    from benchmark.train import Recipe, train
+
+    out = tmp_path_factory.mktemp("ckpt") / "jldcf-tiny.pt"
+    scores = train("jldcf-tiny", out, Recipe(epochs=3, train_images=160))
+    assert scores["S"] > 0.6, scores
+    return out

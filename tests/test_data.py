@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark.data import FolderRGBD, SyntheticRGBD, load_dataset, make_batch
+from benchmark.data.synthetic import SCENE_KINDS
+
+
+def test_synthetic_is_deterministic_and_seeded():
+    a, b = SyntheticRGBD("test")[5], SyntheticRGBD("test")[5]
+    assert np.array_equal(a.rgb, b.rgb) and np.array_equal(a.depth, b.depth) and np.array_equal(a.gt, b.gt)
+    c = SyntheticRGBD("test", seed=1)[5]
+    assert not np.array_equal(a.rgb, c.rgb)
+    assert SyntheticRGBD("test").manifest_sha256() == SyntheticRGBD("test").manifest_sha256()
+    assert not np.array_equal(SyntheticRGBD("train")[0].rgb, SyntheticRGBD("test")[0].rgb)
+
+
+def test_synthetic_scenes_depth_marks_salient_object():
+    ds = SyntheticRGBD("test")
+    for i in range(2 * len(SCENE_KINDS)):
+        s = ds[i]
+        fg = s.gt > 127
+        assert 0.01 < fg.mean() < 0.5
+        # the salient object is the nearest: brighter depth than the rest of the scene
+        assert np.median(s.depth[fg]) > np.median(s.depth[~fg]) + 40, s.name
+
+
+def test_camouflage_colour_is_ambiguous_contrast_is_not():
+    ds = SyntheticRGBD("test")
+
+    def colour_gap(s):
+        fg = s.gt > 127
+        return np.abs(s.rgb[fg].mean(0).astype(float) - s.rgb[~fg].mean(0)).max()
+
+    camo = [colour_gap(ds[i]) for i in range(len(ds)) if ds[i].name.endswith("camouflage")]
+    contrast = [colour_gap(ds[i]) for i in range(len(ds)) if ds[i].name.endswith("contrast")]
+    assert np.median(camo) < 20 < np.median(contrast)
+
+
+def test_make_batch_resizes_to_network_resolution_and_keeps_gt():
+    ds = SyntheticRGBD("test")
+    b = make_batch([ds[0], ds[1]], 64)
+    assert b.rgb.shape == (2, 3, 64, 64) and b.depth.shape == (2, 1, 64, 64) and b.target.shape == (2, 1, 64, 64)
+    assert 0 <= b.rgb.min() and b.rgb.max() <= 1 and set(b.target.unique().tolist()) <= {0.0, 1.0}
+    assert b.gts[0].shape == (160, 160)
+
+
+def _write_dataset(root, name="NJU2K", stems=("a", "b"), size=(20, 16)):
+    for sub in ("RGB", "depth", "GT"):
+        (root / name / sub).mkdir(parents=True, exist_ok=True)
+    for s in stems:
+        Image.fromarray(np.zeros((size[1], size[0], 3), np.uint8)).save(root / name / "RGB" / f"{s}.jpg")
+        Image.fromarray(np.full((size[1], size[0]), 100, np.uint8)).save(root / name / "depth" / f"{s}.png")
+        Image.fromarray(np.full((size[1], size[0]), 255, np.uint8)).save(root / name / "GT" / f"{s}.png")
+    return root
+
+
+def test_folder_dataset_pairs_by_stem(tmp_path):
+    ds = load_dataset("NJU2K", root=_write_dataset(tmp_path))
+    assert len(ds) == 2
+    s = ds[1]
+    assert s.name == "b" and s.rgb.shape == (16, 20, 3) and s.depth.shape == (16, 20) and s.gt.max() == 255
+    assert len(ds.manifest_sha256()) == 64
+
+
+def test_folder_dataset_missing_partner_names_file(tmp_path):
+    root = _write_dataset(tmp_path)
+    (root / "NJU2K" / "depth" / "b.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"RGB/b\.jpg.*no partner"):
+        FolderRGBD(root, "NJU2K")
+
+
+def test_folder_dataset_size_mismatch_and_unreadable(tmp_path):
+    root = _write_dataset(tmp_path)
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(root / "NJU2K" / "GT" / "a.png")
+    (root / "NJU2K" / "depth" / "b.png").write_bytes(b"not a png")
+    ds = FolderRGBD(root, "NJU2K")
+    with pytest.raises(ValueError, match=r"size mismatch: .*GT/a\.png"):
+        ds[0]
+    with pytest.raises(ValueError, match=r"unreadable image .*depth/b\.png"):
+        ds[1]
+
+
+def test_folder_dataset_reads_jldcf_test_list(tmp_path):
+    root = _write_dataset(tmp_path, stems=("a", "b", "c"))
+    (root / "NJU2K" / "test.lst").write_text("RGB/c.jpg depth/c.png\nRGB/a.jpg depth/a.png GT/a.png\n")
+    ds = FolderRGBD(root, "NJU2K")
+    assert [ds[i].name for i in range(len(ds))] == ["c", "a"]
+    (root / "NJU2K" / "test.lst").write_text("RGB/z.jpg depth/z.png\n")
+    with pytest.raises(FileNotFoundError, match=r"test\.lst:1: missing file"):
+        FolderRGBD(root, "NJU2K")
+
+
+def test_folder_dataset_needs_root():
+    with pytest.raises(ValueError, match="DATA="):
+        load_dataset("NJU2K")

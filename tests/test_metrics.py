@@ -1,0 +1,52 @@
+import warnings
+
+import numpy as np
+import py_sod_metrics as psm
+
+from benchmark.metrics.saliency import SODMetrics, summarise, to_uint8
+
+
+def _score(pairs):
+    m, scalars, f, e = SODMetrics(), [], [], []
+    for pred, gt in pairs:
+        s, fc, ec = m.step(pred, gt)
+        scalars.append(s), f.append(fc), e.append(ec)
+    return summarise(scalars, np.array(f), np.array(e))
+
+
+def test_perfect_prediction_scores_one():
+    gt = np.zeros((30, 40), np.uint8)
+    gt[5:20, 10:30] = 255
+    r = _score([(gt.copy(), gt)])
+    assert abs(r["S"] - 1) < 1e-9 and r["MAE"] == 0.0 and abs(r["maxF"] - 1) < 1e-3 and abs(r["maxE"] - 1) < 1e-3
+
+
+def test_mae_known_value():
+    gt = np.zeros((10, 10), np.uint8)
+    gt[:, :5] = 255
+    pred = np.full((10, 10), 51, np.uint8)  # 0.2 everywhere: |0.2-1| on half, 0.2 on half
+    assert abs(_score([(pred, gt)])["MAE"] - 0.5) < 1e-9
+
+
+def test_summary_equals_pysodmetrics_reduction():
+    rng = np.random.default_rng(0)
+    pairs = [((rng.random((32, 24)) * 255).astype(np.uint8), (rng.random((32, 24)) > 0.7).astype(np.uint8) * 255)
+             for _ in range(6)]
+    ours = _score(pairs)
+    sm, mae, em, wfm = psm.Smeasure(), psm.MAE(), psm.Emeasure(), psm.WeightedFmeasure()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fm = psm.Fmeasure()
+    for p, g in pairs:
+        for metric in (sm, mae, em, wfm, fm):
+            metric.step(p, g)
+    f, e = fm.get_results()["fm"], em.get_results()["em"]
+    ref = {"S": sm.get_results()["sm"], "MAE": mae.get_results()["mae"], "wF": wfm.get_results()["wfm"],
+           "maxF": f["curve"].max(), "meanF": f["curve"].mean(), "adpF": f["adp"],
+           "maxE": e["curve"].max(), "meanE": e["curve"].mean(), "adpE": e["adp"]}
+    for k, v in ref.items():
+        assert abs(ours[k] - v) < 1e-9, k
+
+
+def test_to_uint8_rounds_and_clips():
+    assert to_uint8(np.array([-0.1, 0.5, 1.2])).tolist() == [0, 128, 255]
