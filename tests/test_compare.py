@@ -1,0 +1,43 @@
+import subprocess
+
+import pandas as pd
+
+from benchmark.compare import compare, load_tables
+from benchmark.leaderboard import KEY
+
+
+def _row(attack="pgd", eps=8 / 255, S=0.5, MAE=0.2):
+    return {"model": "m", "checkpoint": "c", "dataset": "d", "attack": attack, "modality": "rgbd", "norm": "linf",
+            "eps": eps, "eps_depth": eps, "steps": 10, "S": S, "MAE": MAE}
+
+
+def test_compare_flags_regression_beyond_tolerance_and_lists_row_changes():
+    base = {"saliency": pd.DataFrame([_row(), _row("fgsm")])}
+    head = {"saliency": pd.DataFrame([_row(S=0.48), _row("bim")])}
+    report, regressed = compare(base, head)
+    assert regressed and "S -0.0200 WORSE" in report
+    assert "added: " in report and "attack=bim" in report and "removed: " in report and "attack=fgsm" in report
+    _, regressed = compare(base, head, {"S": 0.05})
+    assert not regressed
+    report, regressed = compare(base, {"saliency": pd.DataFrame([_row(MAE=0.25)])})
+    assert regressed and "MAE +0.0500 WORSE" in report  # lower is better for MAE
+    _, regressed = compare(base, {"saliency": pd.DataFrame([_row(S=0.9, MAE=0.1)])})
+    assert not regressed
+
+
+def test_load_tables_reads_git_revisions(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    git = lambda *a: subprocess.run(["git", *a], check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    git("config", "user.email", "t@t")
+    git("config", "user.name", "t")
+    (tmp_path / "leaderboards").mkdir()
+    pd.DataFrame([_row()]).to_csv("leaderboards/saliency.csv", index=False)
+    git("add", ".")
+    git("commit", "-qm", "one")
+    pd.DataFrame([_row(S=0.3)]).to_csv("leaderboards/saliency.csv", index=False)
+    base, head = load_tables("HEAD"), load_tables(None)
+    assert base["saliency"].S.tolist() == [0.5] and head["saliency"].S.tolist() == [0.3]
+    assert set(KEY) <= set(base["saliency"].columns)
+    report, regressed = compare(base, head)
+    assert regressed
