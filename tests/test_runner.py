@@ -1,0 +1,84 @@
+"""End to end on a briefly trained tiny model: run, resume, leaderboard, plot, provenance."""
+import json
+
+import pandas as pd
+import pytest
+
+from benchmark import runner
+from benchmark.runner import RunConfig, run
+from benchmark.suite import load_suite
+
+
+def _config(ckpt, tmp_path):
+    return RunConfig(model="jldcf-tiny", ckpt=str(ckpt), suite="smoke", results_dir=tmp_path / "results",
+                     leaderboard_dir=tmp_path / "leaderboards")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(trained_tiny, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    return run(_config(trained_tiny, tmp)), tmp
+
+
+def test_run_writes_records_manifest_leaderboard_and_plot(smoke_run):
+    run_dir, tmp = smoke_run
+    suite = load_suite("smoke")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for key in ("git", "config_sha256", "libraries", "device", "seed", "checkpoint_sha256", "dataset_sha256"):
+        assert manifest[key] not in (None, "", {}), key
+    assert manifest["libraries"]["torchattacks"] and len(manifest["checkpoint_sha256"]) == 64
+    for cell in suite.cells:
+        lines = (run_dir / "cells" / cell.id / "records.jsonl").read_text().splitlines()
+        assert len(lines) == suite.limit and "S" in json.loads(lines[0]) and "linf_rgb" in json.loads(lines[0])
+    table = pd.read_csv(tmp / "leaderboards" / "saliency.csv")
+    assert len(table) == len(suite.cells)
+    assert (tmp / "leaderboards" / "saliency.md").read_text().startswith("# Leaderboard")
+    assert (run_dir / "robustness.png").stat().st_size > 1000
+
+
+def test_attacks_lower_the_metric_within_budget(smoke_run):
+    run_dir, tmp = smoke_run
+    table = pd.read_csv(tmp / "leaderboards" / "saliency.csv")
+    clean = table[table.attack == "none"].S.item()
+    pgd = table[(table.attack == "pgd") & (table.modality == "rgbd")].S.item()
+    assert pgd < clean - 0.05, (clean, pgd)
+    assert (table.drop_S[table.attack != "none"] > 0).all()
+    for cell in load_suite("smoke").cells:
+        for line in (run_dir / "cells" / cell.id / "records.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            assert r["linf_rgb"] <= cell.threat.eps + 1e-6 and r["linf_depth"] <= cell.threat.depth_eps + 1e-6
+
+
+def test_killed_run_resumes_and_skips_finished_cells(trained_tiny, tmp_path, monkeypatch):
+    real = runner.run_cell
+    calls = []
+
+    def dies_after_two(cell, *args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(cell.id)
+        return real(cell, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_cell", dies_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run(_config(trained_tiny, tmp_path))
+    cells_dir = next((tmp_path / "results").iterdir()) / "cells"
+    assert sorted(p.name for p in cells_dir.iterdir()) == sorted(calls)  # no half-written cell left
+
+    resumed = []
+    monkeypatch.setattr(runner, "run_cell", lambda cell, *a, **k: resumed.append(cell.id) or real(cell, *a, **k))
+    run(_config(trained_tiny, tmp_path))
+    all_ids = [c.id for c in load_suite("smoke").cells]
+    assert sorted(resumed) == sorted(set(all_ids) - set(calls))
+    resumed.clear()
+    run(_config(trained_tiny, tmp_path))
+    assert resumed == []
+
+
+def test_cells_are_reproducible(smoke_run, trained_tiny, tmp_path):
+    run_dir, tmp = smoke_run
+    again = run(_config(trained_tiny, tmp_path))
+    cell = next(c for c in load_suite("smoke").cells if c.attack == "pgd")
+    a = (run_dir / "cells" / cell.id / "records.jsonl").read_text()
+    b = (again / "cells" / cell.id / "records.jsonl").read_text()
+    assert a == b
