@@ -46,12 +46,13 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
-        self.downsample: nn.Sequential | None = None
-        if stride != 1 or in_channels != out_channels:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                nn.BatchNorm2d(out_channels),
+        self.downsample = (
+            nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
             )
+            if stride != 1 or in_channels != out_channels
+            else None
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -210,18 +211,17 @@ class TransposeBlock(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2: nn.Module
-        self.upsample: nn.Sequential | None = None
-        if upsample:
-            self.conv2 = nn.ConvTranspose2d(channels, channels, 3, stride=2, padding=1, output_padding=1, bias=False)
-        else:
-            self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.conv2 = (
+            nn.ConvTranspose2d(channels, channels, 3, stride=2, padding=1, output_padding=1, bias=False)
+            if upsample
+            else nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        )
         self.bn2 = nn.BatchNorm2d(channels)
-        if upsample:
-            self.upsample = nn.Sequential(
-                nn.ConvTranspose2d(channels, channels, 2, stride=2, bias=False),
-                nn.BatchNorm2d(channels),
-            )
+        self.upsample = (
+            nn.Sequential(nn.ConvTranspose2d(channels, channels, 2, stride=2, bias=False), nn.BatchNorm2d(channels))
+            if upsample
+            else None
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
@@ -241,6 +241,9 @@ def _conv1x1_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
 
 class BBSNet(SaliencyModel):
     """BBS-Net (ECCV 2020). Defaults give the official ResNet-50 configuration at 352x352.
+
+    ``postprocess`` is the base-class default, which is the official test post-processing: bilinear
+    resize of the logits to the GT size (``align_corners=False``), sigmoid, per-image min-max.
 
     Args:
         channel: decoder width (GCM outputs; the PTM runs at ``2*channel`` then ``channel``).

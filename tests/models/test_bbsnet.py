@@ -40,7 +40,8 @@ def random_official_state_dict(seed: int = 0) -> dict[str, Tensor]:
 
 def inputs(n: int, size: int, dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[Tensor, Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 3, size, size, generator=g, dtype=dtype), torch.rand(n, 1, size, size, generator=g, dtype=dtype)
+    rgb = torch.rand(n, 3, size, size, generator=g, dtype=dtype)
+    return rgb, torch.rand(n, 1, size, size, generator=g, dtype=dtype)
 
 
 @pytest.fixture(scope="module")
