@@ -97,7 +97,8 @@ class ResNetBackbone(nn.Module):
     def _make_stage(self, planes: int, depth: int, stride: int, dilation: int) -> nn.Sequential:
         # The first block of every stage changes the width (in != planes * 4), so it always projects.
         out_ch = planes * Bottleneck.expansion
-        projection = nn.Sequential(nn.Conv2d(self._in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+        projection = nn.Sequential(nn.Conv2d(self._in_ch, out_ch, 1, stride, bias=False),
+                                   nn.BatchNorm2d(out_ch))
         stage = [Bottleneck(self._in_ch, planes, stride, dilation, projection)]
         stage += [Bottleneck(out_ch, planes, 1, dilation) for _ in range(depth - 1)]
         self._in_ch = out_ch
@@ -230,12 +231,14 @@ class JointLearningEncoder(nn.Module):
     two 3x3 convs on the input (``vgg_conv1``), so there are always six levels, strides 1, 2, 4, 8, 16, 16.
     """
 
-    def __init__(self, backbone: nn.Module, k: int, compression_widths: Sequence[int], full_res_width: int) -> None:
+    def __init__(self, backbone: nn.Module, k: int, compression_widths: Sequence[int],
+                 full_res_width: int) -> None:
         super().__init__()
         self.backbone = backbone
         channels = tuple(backbone.out_channels)
         if len(channels) == 5:
-            self.vgg_conv1 = nn.Sequential(*_conv_relu(3, full_res_width, 3), *_conv_relu(full_res_width, full_res_width, 3))
+            self.vgg_conv1 = nn.Sequential(*_conv_relu(3, full_res_width, 3),
+                                           *_conv_relu(full_res_width, full_res_width, 3))
             channels = (full_res_width,) + channels
         else:
             self.vgg_conv1 = None
@@ -243,7 +246,8 @@ class JointLearningEncoder(nn.Module):
             raise ValueError("JL-DCF needs six feature levels and six compression widths")
         head_shapes = ((3, 1), (3, 1), (5, 1), (5, 1), (5, 1), (7, 2))  # (kernel, dilation) per level
         self.CP = nn.ModuleList(
-            nn.Sequential(*_conv_relu(c, w, kernel, dilation), *_conv_relu(w, w, kernel, dilation), *_conv_relu(w, k, 3))
+            nn.Sequential(*_conv_relu(c, w, kernel, dilation), *_conv_relu(w, w, kernel, dilation),
+                          *_conv_relu(w, k, 3))
             for c, w, (kernel, dilation) in zip(channels, compression_widths, head_shapes))
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -269,7 +273,8 @@ class FeatureAggregation(nn.Module):
         x = cross_modal
         for feature in lifted:
             x = x + feature
-        return torch.cat([self.conv_branch1(x), self.conv_branch2(x), self.conv_branch3(x), self.conv_branch4(x)], 1)
+        branches = (self.conv_branch1, self.conv_branch2, self.conv_branch3, self.conv_branch4)
+        return torch.cat([branch(x) for branch in branches], 1)
 
 
 class ScoreLayer(nn.Module):
@@ -294,10 +299,13 @@ class JLDCF(SaliencyModel):
         k: width of the compressed features and of the decoder (64 officially, a multiple of 4).
         compression_widths: hidden widths of the six CP heads.
         full_res_width: width of the extra full-resolution tap (ResNet/DenseNet backbones only).
+        channels_last: run the network on NHWC tensors; much faster on CPU for thin layers, equal to
+            the default layout up to floating-point rounding.
     """
 
     def __init__(self, backbone: str | nn.Module = "resnet101", *, input_size: int = 320, k: int = 64,
-                 compression_widths: Sequence[int] = COMPRESSION_WIDTHS, full_res_width: int = 64) -> None:
+                 compression_widths: Sequence[int] = COMPRESSION_WIDTHS, full_res_width: int = 64,
+                 channels_last: bool = False) -> None:
         super().__init__()
         if input_size % TOTAL_STRIDE != 0:
             raise ValueError(f"input_size must be a multiple of {TOTAL_STRIDE}, got {input_size}")
@@ -305,12 +313,14 @@ class JLDCF(SaliencyModel):
             raise ValueError(f"k must be a multiple of 4, got {k}")
         self.backbone_name = backbone if isinstance(backbone, str) else type(backbone).__name__
         self.input_size = input_size
+        self.channels_last = channels_last
         body = _build_backbone(backbone) if isinstance(backbone, str) else backbone
         self.JLModule = JointLearningEncoder(body, k, compression_widths, full_res_width)
         self.FA = nn.ModuleList(FeatureAggregation(k) for _ in range(5))
         # upsampling[step][m] lifts by 2^(m+1): kernel 2^(m+2), stride 2^(m+1), padding 2^m.
         self.upsampling = nn.ModuleList(
-            nn.ModuleList(nn.ConvTranspose2d(k, k, 2 ** (m + 2), 2 ** (m + 1), 2 ** m) for m in range(step + 1))
+            nn.ModuleList(nn.ConvTranspose2d(k, k, 2 ** (m + 2), 2 ** (m + 1), 2 ** m)
+                          for m in range(step + 1))
             for step in range(4))
         self.score_JL = ScoreLayer(k)
         self.score_DCF = ScoreLayer(k)
@@ -322,7 +332,8 @@ class JLDCF(SaliencyModel):
         if depth.dim() != 4 or depth.shape[1] != 1:
             raise ValueError(f"depth must be (N,1,H,W), got {tuple(depth.shape)}")
         if rgb.shape[0] != depth.shape[0] or rgb.shape[2:] != depth.shape[2:]:
-            raise ValueError(f"rgb {tuple(rgb.shape)} and depth {tuple(depth.shape)} disagree in batch or size")
+            raise ValueError(f"rgb {tuple(rgb.shape)} and depth {tuple(depth.shape)} "
+                             "disagree in batch or size")
         if rgb.shape[2] % TOTAL_STRIDE or rgb.shape[3] % TOTAL_STRIDE:
             raise ValueError(f"spatial size must be a multiple of {TOTAL_STRIDE}, got {tuple(rgb.shape[2:])}")
 
@@ -332,7 +343,8 @@ class JLDCF(SaliencyModel):
         self._check_inputs(rgb, depth)
         rgb_in = normalize(rgb, IMAGENET_MEAN, IMAGENET_STD)
         depth_in = normalize(depth.expand(-1, 3, -1, -1), IMAGENET_MEAN, IMAGENET_STD)
-        return torch.cat([rgb_in, depth_in], 0)
+        joint = torch.cat([rgb_in, depth_in], 0)
+        return joint.contiguous(memory_format=torch.channels_last) if self.channels_last else joint
 
     def _final_and_coarse(self, rgb: Tensor, depth: Tensor) -> tuple[Tensor, Tensor]:
         """Final logits (N,1,S,S) and coarse JL logits (2N,1,S/16,S/16), RGB half first."""
@@ -374,6 +386,7 @@ class JLDCF(SaliencyModel):
 
 def jldcf_tiny(input_size: int = 128) -> JLDCF:
     """A small JL-DCF (~0.9M parameters) for CPU experiments: the same architecture with a
-    one-block-per-stage ResNet of width 8, k = 8, and thin full-resolution layers (which dominate the cost)."""
+    one-block-per-stage ResNet of width 8, k = 8, thin full-resolution layers (which dominate the cost)
+    and NHWC layout."""
     return JLDCF(ResNetBackbone((1, 1, 1, 1), width=8), input_size=input_size, k=8,
-                 compression_widths=(4, 8, 16, 16, 32, 32), full_res_width=4)
+                 compression_widths=(4, 8, 16, 16, 32, 32), full_res_width=4, channels_last=True)

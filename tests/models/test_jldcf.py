@@ -32,8 +32,8 @@ def official_keys(backbone: str) -> list[tuple[str, tuple[int, ...], torch.dtype
 
 def random_official_state_dict(backbone: str) -> dict[str, Tensor]:
     gen = torch.Generator().manual_seed(0)
-    return {key: torch.randn(shape, generator=gen) if dtype.is_floating_point else torch.tensor(7, dtype=dtype)
-            for key, shape, dtype in official_keys(backbone)}
+    return {key: torch.randn(shape, generator=gen) if dtype.is_floating_point
+            else torch.tensor(7, dtype=dtype) for key, shape, dtype in official_keys(backbone)}
 
 
 def uninitialised(backbone: str) -> JLDCF:
@@ -124,6 +124,16 @@ def test_batch_equals_single_pairs_resnet50() -> None:
     torch.testing.assert_close(batched, singles, rtol=1e-12, atol=1e-12)
 
 
+def test_channels_last_matches_default_layout() -> None:
+    torch.manual_seed(0)
+    model = jldcf_tiny().double().eval()
+    assert model.channels_last
+    rgb, depth = rgbd(2, 64)
+    nhwc = model(rgb, depth)
+    model.channels_last = False
+    torch.testing.assert_close(nhwc, model(rgb, depth), rtol=1e-12, atol=1e-12)
+
+
 def test_input_gradients_nonzero_and_finite(tiny: JLDCF) -> None:
     rgb, depth = rgbd(2, 64)
     rgb.requires_grad_()
@@ -144,7 +154,8 @@ def test_training_step_float32() -> None:
     model = jldcf_tiny(input_size=64).train()
     rgb, depth = rgbd(2, 64, dtype=torch.float32)
     target = (torch.rand(2, 1, 64, 64) > 0.5).float()
-    loss = sum(torch.nn.functional.binary_cross_entropy_with_logits(o, target) for o in model.training_outputs(rgb, depth))
+    outputs = model.training_outputs(rgb, depth)
+    loss = sum(torch.nn.functional.binary_cross_entropy_with_logits(o, target) for o in outputs)
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
