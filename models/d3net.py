@@ -137,6 +137,19 @@ class SaliencySubNet(nn.Module):
         return self.pred_layer(self.main_stream(x))
 
 
+class _ContiguousGradient(torch.autograd.Function):
+    """Identity whose backward returns the gradient NCHW-contiguous, whatever layout the network left
+    it in (channel slices of a concatenation, NHWC convolutions), so callers can ``.view`` it."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor) -> Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+        return grad.contiguous()
+
+
 def _init_conv_weights(module: nn.Module) -> None:
     """Kaiming-normal weights, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) biases: the official initialisation
     of the decoder, applied to the encoder too since no ImageNet VGG weights are loaded here."""
@@ -171,7 +184,9 @@ class D3Net(SaliencyModel):
     """D3Net: RgbNet, RgbdNet and DepthNet, with the depth depurator unit choosing per image.
 
     ``backbone_widths`` (VGG-16 block widths) and ``decoder_width`` default to the official 64..512
-    and 32; smaller values give the same architecture at a fraction of the cost.
+    and 32; smaller values give the same architecture at a fraction of the cost. ``channels_last``
+    keeps weights and activations in NHWC memory layout: equal up to floating-point rounding, and much
+    faster on CPU for narrow layers.
     """
 
     def __init__(
@@ -179,6 +194,7 @@ class D3Net(SaliencyModel):
         input_size: int = 224,
         backbone_widths: Sequence[int] = VGG16_WIDTHS,
         decoder_width: int = 32,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if len(backbone_widths) != len(VGG16_DEPTHS):
@@ -188,10 +204,13 @@ class D3Net(SaliencyModel):
         self.rgbd_net = SaliencySubNet(4, backbone_widths, decoder_width)
         self.depth_net = SaliencySubNet(3, backbone_widths, decoder_width)
         _init_conv_weights(self)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def _subnet_inputs(self, rgb: Tensor, depth: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Official test-time inputs: ImageNet-normalised RGB; normalised RGB + raw depth; raw depth x3."""
-        rgb = normalize(rgb, IMAGENET_MEAN, IMAGENET_STD)
+        rgb = normalize(_ContiguousGradient.apply(rgb), IMAGENET_MEAN, IMAGENET_STD)
+        depth = _ContiguousGradient.apply(depth)
         return rgb, torch.cat((rgb, depth), dim=1), depth.expand(-1, 3, -1, -1)
 
     def training_outputs(self, rgb: Tensor, depth: Tensor) -> list[Tensor]:
@@ -255,5 +274,6 @@ class D3Net(SaliencyModel):
 
 
 def d3net_tiny(input_size: int = 128) -> D3Net:
-    """D3Net with narrow VGG widths for quick CPU training (same code as the official configuration)."""
-    return D3Net(input_size=input_size, backbone_widths=(8, 16, 32, 64, 64), decoder_width=8)
+    """D3Net with narrow VGG widths and NHWC layout for quick CPU training (same code as the official
+    configuration)."""
+    return D3Net(input_size=input_size, backbone_widths=(8, 16, 32, 64, 64), decoder_width=8, channels_last=True)

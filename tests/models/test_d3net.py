@@ -187,12 +187,26 @@ def test_gradients_reach_rgb_and_depth() -> None:
     rgb, depth = inputs(2, size=64)
     rgb.requires_grad_(True)
     depth.requires_grad_(True)
-    model(rgb, depth).sum().backward()
-    for grad in (rgb.grad, depth.grad):
-        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
-    rgb.grad = depth.grad = None
-    sum(o.sum() for o in model.training_outputs(rgb, depth)).backward()
-    assert rgb.grad.abs().sum() > 0 and depth.grad.abs().sum() > 0
+    for grad in torch.autograd.grad(model(rgb, depth).sum(), (rgb, depth)):
+        assert grad.is_contiguous()  # NCHW layout although the tiny variant runs NHWC inside
+        assert torch.isfinite(grad).all() and grad.view(2, -1).abs().sum(dim=1).min() > 0
+    for grad in torch.autograd.grad(sum(o.sum() for o in model.training_outputs(rgb, depth)), (rgb, depth)):
+        assert grad.abs().sum() > 0
+
+
+def test_channels_last_equals_default_layout() -> None:
+    torch.manual_seed(0)
+    nhwc = d3net_tiny(64).double().eval()
+    nchw = D3Net(64, backbone_widths=(8, 16, 32, 64, 64), decoder_width=8).double().eval()
+    nchw.load_state_dict(nhwc.state_dict())
+    rgb, depth = inputs(2, size=64, dtype=torch.float64)
+    rgb.requires_grad_(True)
+    results = []
+    for model in (nhwc, nchw):
+        logits = model.training_outputs(rgb, depth)
+        results.append((*logits, *torch.autograd.grad(sum(o.sum() for o in logits), rgb)))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
 def test_postprocess_matches_official_resize_and_uint8() -> None:
