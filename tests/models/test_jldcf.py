@@ -141,6 +141,7 @@ def test_input_gradients_nonzero_and_finite(tiny: JLDCF) -> None:
     tiny(rgb, depth).sum().backward()
     for grad in (rgb.grad, depth.grad):
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+        assert grad.is_contiguous()  # NCHW, even though the tiny model runs in NHWC
     assert (rgb.grad[1].abs().sum() > 0) and (depth.grad[1].abs().sum() > 0)
 
 
