@@ -12,6 +12,7 @@ At test time the depth depurator unit (DDU) keeps the depth-aware map only when 
 
 where the maps are the official uint8 outputs, floor(255 * sigmoid), divided by 255.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,11 +34,12 @@ SUBNET_FILES = {"RgbNet": "rgb_net", "RgbdNet": "rgbd_net", "DepthNet": "depth_n
 
 # The official training script stores its best metric as a numpy array next to the weights; these
 # globals only rebuild plain arrays, under the names numpy 1.x and 2.x write into pickles.
+_numpy_reconstruct = np.zeros(0).__reduce__()[0]
 _NUMPY_ARRAY_GLOBALS = [
     (np.ndarray, "numpy.ndarray"),
     (np.dtype, "numpy.dtype"),
-    (np._core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
-    (np._core.multiarray._reconstruct, "numpy._core.multiarray._reconstruct"),
+    (_numpy_reconstruct, "numpy.core.multiarray._reconstruct"),
+    (_numpy_reconstruct, "numpy._core.multiarray._reconstruct"),
     *(type(np.dtype(kind)) for kind in (np.float64, np.float32, np.int64)),
 ]
 
@@ -77,7 +79,9 @@ class TopDownBlock(nn.Module):
 
     def __init__(self, width: int, lateral_channels: int) -> None:
         super().__init__()
-        self.reduce_conv = nn.Sequential(nn.Conv2d(lateral_channels, width, kernel_size=1), nn.ReLU(inplace=True))
+        self.reduce_conv = nn.Sequential(
+            nn.Conv2d(lateral_channels, width, kernel_size=1), nn.ReLU(inplace=True)
+        )
         self.decoder = nn.Sequential(
             _conv3x3(2 * width, width), nn.ReLU(inplace=True), _conv3x3(width, width), nn.ReLU(inplace=True)
         )
@@ -128,7 +132,9 @@ class PredictionHead(nn.Module):
 class SaliencySubNet(nn.Module):
     """One D3Net sub-network (RgbNet, RgbdNet or DepthNet) on an already pre-processed input."""
 
-    def __init__(self, in_channels: int, widths: Sequence[int] = VGG16_WIDTHS, decoder_width: int = 32) -> None:
+    def __init__(
+        self, in_channels: int, widths: Sequence[int] = VGG16_WIDTHS, decoder_width: int = 32
+    ) -> None:
         super().__init__()
         self.main_stream = FPNStream(in_channels, widths, decoder_width)
         self.pred_layer = PredictionHead(decoder_width)
@@ -178,6 +184,19 @@ def _unwrap_state_dict(obj: object, source: str) -> dict[str, Tensor]:
     if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ValueError(f"{source}: expected a state_dict or {{'model': state_dict, ...}}")
     return strip_prefix(obj)
+
+
+def _resized_probability(logits: Tensor, size: tuple[int, int]) -> Tensor:
+    """Sigmoid, then bilinear resize (half-pixel centres, as cv2.INTER_LINEAR) when the size differs."""
+    prob = logits.sigmoid()
+    if tuple(size) == tuple(prob.shape[2:]):
+        return prob
+    return F.interpolate(prob, size=size, mode="bilinear", align_corners=False)
+
+
+def _uint8_levels(prob: Tensor) -> Tensor:
+    """The official ``(p * 255).astype(np.uint8)``, i.e. truncation, kept as floats."""
+    return torch.floor(prob * 255)
 
 
 class D3Net(SaliencyModel):
@@ -235,20 +254,20 @@ class D3Net(SaliencyModel):
     def depth_depurator(
         self, rgbd_logits: Tensor, depth_logits: Tensor, size: tuple[int, int] | None = None
     ) -> Tensor:
-        """(N,) bool, True where mean |S_rgbd - S_depth| < 0.15 on the uint8 maps (each divided by
-        255 in float64, as in the official eval)."""
-        size = size or tuple(rgbd_logits.shape[2:])
-        rgbd_map, depth_map = (self.postprocess(x, size).double() for x in (rgbd_logits, depth_logits))
+        """(N,) bool, True where mean |S_rgbd - S_depth| < 0.15, with both maps taken as the official
+        uint8 outputs at ``size`` (default: the network resolution), each divided by 255 in float64."""
+        size = size or (rgbd_logits.shape[2], rgbd_logits.shape[3])
+        rgbd_map, depth_map = (
+            _uint8_levels(_resized_probability(x, size)).double() / 255 for x in (rgbd_logits, depth_logits)
+        )
         return (rgbd_map - depth_map).abs().mean(dim=(1, 2, 3)) < DDU_THRESHOLD
 
     def postprocess(self, logits: Tensor, size: tuple[int, int], quantize: bool = True) -> Tensor:
         """Official output: sigmoid, bilinear resize to the GT size (cv2.INTER_LINEAR), then the uint8
         map floor(255 p) saved as PNG, returned here divided by 255. ``quantize=False`` skips the uint8
         step (differentiable)."""
-        prob = logits.sigmoid()
-        if tuple(size) != tuple(prob.shape[2:]):
-            prob = F.interpolate(prob, size=size, mode="bilinear", align_corners=False)
-        return torch.floor(prob * 255) / 255 if quantize else prob
+        prob = _resized_probability(logits, size)
+        return _uint8_levels(prob) / 255 if quantize else prob
 
     def load_official_checkpoint(self, src: str | Path | Mapping[str, Mapping]) -> None:
         """Strictly load the three official files: ``src`` is a folder holding RgbNet.pth, RgbdNet.pth
@@ -276,4 +295,6 @@ class D3Net(SaliencyModel):
 def d3net_tiny(input_size: int = 128) -> D3Net:
     """D3Net with narrow VGG widths and NHWC layout for quick CPU training (same code as the official
     configuration)."""
-    return D3Net(input_size=input_size, backbone_widths=(8, 16, 32, 64, 64), decoder_width=8, channels_last=True)
+    return D3Net(
+        input_size=input_size, backbone_widths=(8, 16, 32, 64, 64), decoder_width=8, channels_last=True
+    )

@@ -1,5 +1,6 @@
 """Tests for models.d3net (D3Net, Fan et al., IEEE TNNLS 2021): official state_dict layout, checkpoint
 loading, the depth depurator unit, batching, gradients and post-processing."""
+
 from __future__ import annotations
 
 import re
@@ -43,7 +44,11 @@ def wrapped_checkpoints(model: D3Net) -> dict[str, dict]:
     """The official file layout: one ``{'model': state_dict, ...}`` per sub-net, with the numpy metric
     the official trainer stores beside the weights."""
     return {
-        name: {"model": getattr(model, attr).state_dict(), "current_epoch": 29, "best_metric": np.array([0.05, 0.9])}
+        name: {
+            "model": getattr(model, attr).state_dict(),
+            "current_epoch": 29,
+            "best_metric": np.array([0.05, 0.9]),
+        }
         for name, attr in SUBNETS.items()
     }
 
@@ -53,9 +58,13 @@ def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
         assert torch.equal(x, y), key
 
 
-def inputs(n: int, size: int = 128, dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[Tensor, Tensor]:
+def inputs(
+    n: int, size: int = 128, dtype: torch.dtype = torch.float32, seed: int = 0
+) -> tuple[Tensor, Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 3, size, size, generator=g, dtype=dtype), torch.rand(n, 1, size, size, generator=g, dtype=dtype)
+    return torch.rand(n, 3, size, size, generator=g, dtype=dtype), torch.rand(
+        n, 1, size, size, generator=g, dtype=dtype
+    )
 
 
 def set_output_bias(subnet: nn.Module, value: float, zero_weight: bool = False) -> None:
@@ -94,7 +103,11 @@ def test_load_from_folder_of_wrapped_files(tmp_path: Path) -> None:
 def test_load_from_dict_of_plain_or_wrapped_state_dicts() -> None:
     source, target = tiny_pair()
     wrapped = wrapped_checkpoints(source)
-    mixed = {"RgbNet": wrapped["RgbNet"], "RgbdNet": wrapped["RgbdNet"]["model"], "DepthNet": wrapped["DepthNet"]}
+    mixed = {
+        "RgbNet": wrapped["RgbNet"],
+        "RgbdNet": wrapped["RgbdNet"]["model"],
+        "DepthNet": wrapped["DepthNet"],
+    }
     target.load_official_checkpoint(mixed)
     assert_same_weights(source, target)
 

@@ -6,6 +6,7 @@ weights (through our official-checkpoint loader) and the same inputs; the offici
 applied by hand (ImageNet normalisation of RGB, raw [0,1] depth) and the official eval's depth
 depurator is re-enacted with cv2/numpy on its uint8 maps at the GT size.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -65,7 +66,7 @@ class OfficialD3Net:
         return hook
 
     def run(self, rgb: Tensor, depth: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Probabilities and logits of each sub-net; ``rgb``/``depth`` in [0,1] as the loader's ToTensor gives."""
+        """Probabilities and logits of each sub-net for ``rgb``/``depth`` in [0,1] (ToTensor output)."""
         mean = torch.tensor(IMAGENET_MEAN, dtype=rgb.dtype).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, dtype=rgb.dtype).view(1, 3, 1, 1)
         batch = ((rgb - mean) / std, depth)
@@ -77,9 +78,9 @@ def eval_script_maps(probs: dict[str, Tensor], index: int, gt_hw: tuple[int, int
     """The official eval for one image: each map resized (cv2 bilinear) to the GT size, scaled by 255
     and cast to uint8; RgbdNet's map is kept if mean |rgbd/255 - depth/255| < 0.15, else RgbNet's."""
     u8 = {
-        name: (cv2.resize(p[index, 0].detach().numpy(), gt_hw[::-1], interpolation=cv2.INTER_LINEAR) * 255).astype(
-            np.uint8
-        )
+        name: (
+            cv2.resize(p[index, 0].detach().numpy(), gt_hw[::-1], interpolation=cv2.INTER_LINEAR) * 255
+        ).astype(np.uint8)
         for name, p in probs.items()
     }
     use_rgbd = bool(np.mean(np.abs(u8["RgbdNet"] / 255.0 - u8["DepthNet"] / 255.0)) < 0.15)
@@ -109,7 +110,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[OfficialD3Net, D3Net
     official = OfficialD3Net()
     folder = tmp_path_factory.mktemp("d3net_official")
     for name, net in official.nets.items():
-        torch.save({"model": net.state_dict(), "current_epoch": 0, "best_metric": np.array([0.1, 0.8])}, folder / f"{name}.pth")
+        torch.save(
+            {"model": net.state_dict(), "current_epoch": 0, "best_metric": np.array([0.1, 0.8])},
+            folder / f"{name}.pth",
+        )
     ours = D3Net()
     ours.load_official_checkpoint(folder)
     for net in official.nets.values():
@@ -133,7 +137,11 @@ def test_official_test_transform_matches_our_preprocessing(pair: tuple[OfficialD
     img = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
     dep = rng.integers(0, 256, (224, 224), dtype=np.uint8)
     sample = {"img": img.copy(), "depth": dep.copy(), "meta": {}}
-    for step in (mtr.Resize((224, 224)), mtr.ToTensor(), mtr.Normalize(IMAGENET_MEAN, IMAGENET_STD, elems_do=["img"])):
+    for step in (
+        mtr.Resize((224, 224)),
+        mtr.ToTensor(),
+        mtr.Normalize(IMAGENET_MEAN, IMAGENET_STD, elems_do=["img"]),
+    ):
         sample = step(sample)
     rgb01 = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
     dep01 = torch.from_numpy(dep)[None, None].float() / 255
@@ -145,10 +153,15 @@ def test_official_test_transform_matches_our_preprocessing(pair: tuple[OfficialD
 
 
 @pytest.mark.parametrize("gt_hw", [(224, 224), (300, 410)])
-def test_outputs_and_input_gradients_match_official(pair: tuple[OfficialD3Net, D3Net], gt_hw: tuple[int, int]) -> None:
+def test_outputs_and_input_gradients_match_official(
+    pair: tuple[OfficialD3Net, D3Net], gt_hw: tuple[int, int]
+) -> None:
     official, ours = pair
     rgb, depth = float64_inputs()
-    depth_bias = [official.nets["DepthNet"].pred_layer.outlayer[0].bias, ours.depth_net.pred_layer.outlayer[0].bias]
+    depth_bias = [
+        official.nets["DepthNet"].pred_layer.outlayer[0].bias,
+        ours.depth_net.pred_layer.outlayer[0].bias,
+    ]
     with torch.no_grad():
         _, rgbd_logits, depth_logits = ours.training_outputs(rgb, depth)
         shift = splitting_shift(rgbd_logits, depth_logits)
@@ -158,8 +171,12 @@ def test_outputs_and_input_gradients_match_official(pair: tuple[OfficialD3Net, D
         rgb_o, depth_o = rgb.clone().requires_grad_(), depth.clone().requires_grad_()
         probs, logits = official.run(rgb_o, depth_o)
         decisions = [eval_script_maps(probs, i, gt_hw) for i in range(len(rgb))]
-        official_final = torch.cat([logits["RgbdNet" if keep else "RgbNet"][i : i + 1] for i, (keep, _) in enumerate(decisions)])
-        weight = torch.randn(official_final.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        official_final = torch.cat(
+            [logits["RgbdNet" if keep else "RgbNet"][i : i + 1] for i, (keep, _) in enumerate(decisions)]
+        )
+        weight = torch.randn(
+            official_final.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64
+        )
         official_grads = torch.autograd.grad((official_final * weight).sum(), (rgb_o, depth_o))
 
         rgb_u, depth_u = rgb.clone().requires_grad_(), depth.clone().requires_grad_()
