@@ -62,9 +62,8 @@ def inputs(
     n: int, size: int = 128, dtype: torch.dtype = torch.float32, seed: int = 0
 ) -> tuple[Tensor, Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 3, size, size, generator=g, dtype=dtype), torch.rand(
-        n, 1, size, size, generator=g, dtype=dtype
-    )
+    rgb = torch.rand(n, 3, size, size, generator=g, dtype=dtype)
+    return rgb, torch.rand(n, 1, size, size, generator=g, dtype=dtype)
 
 
 def set_output_bias(subnet: nn.Module, value: float, zero_weight: bool = False) -> None:
