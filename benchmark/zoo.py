@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from benchmark.provenance import sha256_file
 from benchmark.train import RECIPES, train
 from models import MODELS, TINY_VARIANT, SaliencyModel, build_model
@@ -37,7 +35,7 @@ def resolve_model(name: str, ckpt: str | None = None, model_args: dict[str, Any]
         if name in TINY_VARIANT:  # official release layout
             model.load_official_checkpoint(path)
         else:  # a checkpoint written by our own `train`
-            model.load_state_dict(load_state_dict_file(path), strict=True)
+            model.load_strict(load_state_dict_file(path), str(path))
         sha = sha256_file(path) if path.is_file() else "folder:" + "".join(
             sha256_file(p)[:16] for p in sorted(path.glob("*.pth")))
         return ResolvedModel(model, name, f"{path.name}@{sha[:8]}", str(path), sha)
@@ -53,5 +51,5 @@ def resolve_model(name: str, ckpt: str | None = None, model_args: dict[str, Any]
         scores = train(variant, path, recipe)
         print(f"[bench] trained {variant}: clean synthetic-test S-measure {scores['S']:.3f}", file=sys.stderr)
     model = build_model(variant)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    model.load_strict(load_state_dict_file(path), str(path))
     return ResolvedModel(model, variant, f"trained:recipe-{recipe.id}", str(path), sha256_file(path))

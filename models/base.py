@@ -65,7 +65,14 @@ class SaliencyModel(nn.Module):
     def load_official_checkpoint(self, src: str | Path | Mapping[str, Tensor]) -> None:
         """Load an official release (a plain state_dict by default) with ``strict=True``."""
         sd = load_state_dict_file(src) if isinstance(src, (str, Path)) else dict(src)
-        self.load_state_dict(strip_prefix(sd), strict=True)
+        self.load_strict(strip_prefix(sd), str(src) if isinstance(src, (str, Path)) else "state_dict")
+
+    def load_strict(self, sd: Mapping[str, Tensor], source: str) -> None:
+        """``load_state_dict(strict=True)`` whose error names where the weights came from."""
+        try:
+            self.load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            raise RuntimeError(f"{source}: does not match {type(self).__name__} ({e})") from e
 
     def postprocess(self, logits: Tensor, size: tuple[int, int]) -> Tensor:
         """Official test-time post-processing to a probability map at the GT size (H, W).

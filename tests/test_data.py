@@ -22,7 +22,7 @@ def test_synthetic_scenes_depth_marks_salient_object():
         fg = s.gt > 127
         assert 0.01 < fg.mean() < 0.5
         # the salient object is the nearest: brighter depth than the rest of the scene
-        assert np.median(s.depth[fg]) > np.median(s.depth[~fg]) + 40, s.name
+        assert np.median(s.depth[fg]) > np.median(s.depth[~fg]) + 10, s.name
 
 
 def test_camouflage_colour_is_ambiguous_contrast_is_not():

@@ -5,7 +5,7 @@ near = bright, as in NJU2K/NLPR. The salient object is the nearest one and the G
 
 - ``contrast``: the salient object differs from the background in colour and in depth;
 - ``camouflage``: the salient object has the background's colour: only depth finds it;
-- ``distractor``: a vivid far object competes with a dull near one: depth decides which is salient;
+- ``distractor``: colourful far objects compete with a duller near one: depth decides which is salient;
 - ``noisy_depth``: colour is informative while depth has sensor noise and holes (zeros).
 
 Generation is seeded per (seed, split, index), so any image can be regenerated on its own.
@@ -22,7 +22,7 @@ from .base import Sample
 SCENE_KINDS = ("contrast", "camouflage", "distractor", "noisy_depth")
 SPLIT_SIZES = {"train": 480, "test": 64}
 _SPLIT_IDS = {"train": 0, "test": 1}
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,11 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
     return rows[:, i] * (1 - f)[None, :] + rows[:, i + 1] * f[None, :]
 
 
-def _colour(rng: np.random.Generator, vivid: bool) -> np.ndarray:
-    c = rng.random(3)
-    if vivid:
-        c[rng.integers(3)] = 1.0
-        c[rng.integers(3)] *= 0.3
-    return c
+def _offset_colour(rng: np.random.Generator, reference: np.ndarray, distance: float) -> np.ndarray:
+    """A colour at L-inf distance ``distance`` from ``reference`` (reflected to stay in [0,1])."""
+    direction = rng.uniform(-1, 1, 3)
+    c = reference + distance * direction / np.abs(direction).max()
+    return np.where((c < 0) | (c > 1), reference - (c - reference), c)
 
 
 def make_scene(seed: int, split: str, index: int, size: int = 160) -> Sample:
@@ -74,37 +73,40 @@ def make_scene(seed: int, split: str, index: int, size: int = 160) -> Sample:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     g = _Grid(yy, xx)
 
-    bg_colour = rng.random(3) * 0.8 + 0.1
+    bg_colour = rng.random(3) * 0.7 + 0.15
     texture = _smooth_noise(rng, size, 6)[..., None] - 0.5
     rgb = np.clip(bg_colour + 0.35 * texture * rng.uniform(0.5, 1.0, 3), 0, 1)
-    tilt = rng.uniform(-0.15, 0.15, 2)
-    depth = 0.25 + tilt[0] * (yy / size - 0.5) + tilt[1] * (xx / size - 0.5)
+    base, tilt = rng.uniform(0.3, 0.5), rng.uniform(-0.1, 0.1, 2)
+    depth = base + tilt[0] * (yy / size - 0.5) + tilt[1] * (xx / size - 0.5)
+    depth = depth + 0.06 * (_smooth_noise(rng, size, 5) - 0.5)
 
     n_objects = 1 if kind in ("contrast", "camouflage") else int(rng.integers(2, 4))
-    levels = np.sort(rng.uniform(0.45, 0.7, n_objects - 1))[::-1] if n_objects > 1 else np.array([])
-    near = rng.uniform(0.8, 0.95)
+    # Moderate contrasts, as in real RGB-D scenes: the nearest object stands 0.06-0.16 above the
+    # background plane, distractors 0.02-0.07; colours differ from the background by offsets.
+    levels = np.sort(base + rng.uniform(0.02, 0.07, n_objects - 1))
+    near = base + rng.uniform(0.06, 0.16)
     masks = []
     # Draw far to near so nearer objects occlude farther ones.
-    for level in list(levels[::-1]) + [near]:
+    for level in list(levels) + [near]:
         masks.append(_shape_mask(rng, g, size))
         salient = level == near
         if kind == "camouflage" and salient:
             col = np.clip(bg_colour + 0.35 * texture * 0.8 + rng.normal(0, 0.03, 3), 0, 1)
-        elif kind == "distractor":
-            col = np.broadcast_to(_colour(rng, vivid=not salient) * (0.6 if salient else 1.0), rgb.shape)
         else:
-            col = np.broadcast_to(_colour(rng, vivid=True), rgb.shape)
+            strength = (0.05, 0.12) if kind == "distractor" and salient else (0.1, 0.25)
+            col = np.broadcast_to(_offset_colour(rng, bg_colour, rng.uniform(*strength)), rgb.shape)
         shading = 0.85 + 0.15 * _smooth_noise(rng, size, 3)[..., None]
         m = masks[-1]
         rgb[m] = np.clip(col * shading, 0, 1)[m]
         depth[m] = level + 0.04 * (_smooth_noise(rng, size, 2)[m] - 0.5)
 
     gt = masks[-1].copy()
+    depth = depth + rng.normal(0, 0.015, depth.shape)
     if kind == "noisy_depth":
-        depth = depth + rng.normal(0, 0.08, depth.shape)
+        depth = depth + rng.normal(0, 0.05, depth.shape)
         for _ in range(int(rng.integers(2, 6))):
             depth[_shape_mask(rng, g, size) & (_smooth_noise(rng, size, 8) > 0.6)] = 0.0
-    rgb = rgb + rng.normal(0, 0.02, rgb.shape)
+    rgb = rgb + rng.normal(0, 0.03, rgb.shape)
 
     rgb_u8 = (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
     depth_u8 = (np.clip(depth, 0, 1) * 255).round().astype(np.uint8)
