@@ -17,26 +17,24 @@ def robustness_curves(df: pd.DataFrame, out: Path, title: str, metric: str = "S"
     fig, axes = plt.subplots(1, len(MODALITIES), figsize=(4.2 * len(MODALITIES), 3.6), sharey=True)
     clean = df[df.attack == "none"]
     attacked = df[(df.attack != "none") & (df.norm == "linf")]
+    palette = plt.get_cmap("tab20")
+    colour = {a: palette(i % 20) for i, a in enumerate(sorted(attacked.attack.unique()))}
     for ax, modality in zip(axes, MODALITIES):
         sub = attacked[attacked.modality == modality]
         for attack, g in sub.groupby("attack"):
             g = g.sort_values("eps")
             x = [0.0, *(g.eps * 255)] if len(clean) else list(g.eps * 255)
             y = [clean[metric].iloc[0], *g[metric]] if len(clean) else list(g[metric])
-            ax.plot(x, y, marker="o", label=attack)
+            ax.plot(x, y, marker="o", color=colour[attack], label=attack)
         if len(clean):
             ax.axhline(clean[metric].iloc[0], color="grey", ls="--", lw=0.8, label="clean")
         ax.set_title(f"modality: {modality}")
         ax.set_xlabel("eps (x 1/255, L-inf)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(metric)
-    handles, labels = axes[-1].get_legend_handles_labels()
-    for ax in axes[:-1]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    fig.legend(handles, labels, loc="center right", fontsize=8)
+    handles = [plt.Line2D([], [], color=c, marker="o", label=a) for a, c in colour.items()]
+    handles.append(plt.Line2D([], [], color="grey", ls="--", lw=0.8, label="clean"))
+    fig.legend(handles=handles, loc="center right", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 0.86, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
