@@ -21,8 +21,10 @@ def test_synthetic_scenes_depth_marks_salient_object():
         s = ds[i]
         fg = s.gt > 127
         assert 0.01 < fg.mean() < 0.5
-        # the salient object is the nearest: brighter depth than the rest of the scene
-        assert np.median(s.depth[fg]) > np.median(s.depth[~fg]) + 10, s.name
+        if s.name.endswith("noisy_depth"):  # depth is unreliable there: sensor holes read 0
+            assert (s.depth == 0).mean() > 0.005, s.name
+        else:  # the salient object is the nearest: brighter depth than the rest of the scene
+            assert np.median(s.depth[fg]) > np.median(s.depth[~fg]) + 10, s.name
 
 
 def test_camouflage_colour_is_ambiguous_contrast_is_not():
