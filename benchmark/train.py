@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from benchmark.data import SyntheticRGBD, make_batch
 from benchmark.data.synthetic import GENERATOR_VERSION
-from benchmark.metrics.saliency import SODMetrics, summarise, to_uint8
 from benchmark.provenance import sha256_json
 from benchmark.results import atomic_write_text
+from benchmark.tasks import SaliencyTask
 from models import SaliencyModel, build_model
 
 
@@ -56,17 +56,14 @@ def _loss(outputs: list[Tensor], y: Tensor) -> Tensor:
 
 @torch.no_grad()
 def evaluate(model: SaliencyModel, split: str = "test", batch_size: int = 16) -> dict[str, float]:
-    """Clean SOD scores of ``model`` on a synthetic split."""
+    """Clean SOD scores of ``model`` on a synthetic split, scored as the benchmark scores it."""
     model.eval()
-    ds = SyntheticRGBD(split)
-    metric, scalars, fc, ec = SODMetrics(), [], [], []
+    task, ds, scored = SaliencyTask(), SyntheticRGBD(split), []
     for start in range(0, len(ds), batch_size):
         b = make_batch([ds[i] for i in range(start, min(start + batch_size, len(ds)))], model.input_size)
-        logits = model(b.rgb, b.depth)
-        for i, gt in enumerate(b.gts):
-            s, f, e = metric.step(to_uint8(model.postprocess(logits[i:i + 1], gt.shape)[0, 0].numpy()), gt)
-            scalars.append(s), fc.append(f), ec.append(e)
-    return summarise(scalars, np.array(fc), np.array(ec))
+        scored += task.score(model, model(b.rgb, b.depth), b)
+    scalars, f_curves, e_curves = zip(*scored)
+    return task.summarise(list(scalars), np.array(f_curves), np.array(e_curves))
 
 
 def train(name: str, out: Path, recipe: Recipe | None = None, device: str = "cpu") -> dict[str, float]:
