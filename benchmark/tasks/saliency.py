@@ -19,46 +19,44 @@ from benchmark.data import Batch
 from benchmark.metrics import saliency as sod
 
 
-class AttackSpaceModel(nn.Module):
+class ModelView(nn.Module):
+    """Base of the views below: wraps ``inner`` and starts in its train/eval mode. A new Module starts
+    in train mode, and attack libraries restore the wrapper's mode after attacking, which would flip
+    the wrapped model to train mode (and let BatchNorm update its statistics)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+        self.train(inner.training)
+
+
+class AttackSpaceModel(ModelView):
     """u (attack space) -> the model's (N,1,S,S) logits, with the clean unattacked modality filled in."""
 
     def __init__(self, model: nn.Module, space: AttackSpace):
-        super().__init__()
-        self.model, self.space = model, space
+        super().__init__(model)
+        self.space = space
         self.size = space.rgb.shape[-1]
-        # A new Module starts in train mode; attack libraries restore the wrapper's mode afterwards,
-        # which would flip the wrapped model to train mode (and let BatchNorm update its statistics).
-        self.train(model.training)
 
     def forward(self, u: Tensor) -> Tensor:
         if u.shape[-1] != self.size:  # input-diversity attacks (DI-FGSM) resize and pad their input
             u = F.interpolate(u, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return self.model(*self.space.compose(u))
+        return self.inner(*self.space.compose(u))
 
 
-class TwoClassLogits(nn.Module):
+class TwoClassLogits(ModelView):
     """(N,1,H,W) saliency logits z -> (N,2,H,W) logits [0, z] for cross-entropy based attacks."""
 
-    def __init__(self, dense: nn.Module):
-        super().__init__()
-        self.dense = dense
-        self.train(dense.training)
-
     def forward(self, u: Tensor) -> Tensor:
-        z = self.dense(u)
+        z = self.inner(u)
         return torch.cat([torch.zeros_like(z), z], 1)
 
 
-class FlatLogits(nn.Module):
+class FlatLogits(ModelView):
     """(N,1,H,W) saliency logits -> (N, H*W), for ART's ``PyTorchClassifier``."""
 
-    def __init__(self, dense: nn.Module):
-        super().__init__()
-        self.dense = dense
-        self.train(dense.training)
-
     def forward(self, u: Tensor) -> Tensor:
-        return self.dense(u).flatten(1)
+        return self.inner(u).flatten(1)
 
 
 class PixelBCEWithLogits(nn.Module):
