@@ -1,8 +1,13 @@
 """Attack registry. Adding an attack is one module plus one line here."""
 from .art_backend import ARTAttack
-from .base import Attack, NoAttack
+from .art_patch import ARTPatch
+from .base import Attack, AttackOutput, NoAttack
+from .cw import CarliniWagnerL2
+from .jsma import JSMA
+from .patch import PatchAttack, UniversalPatch
 from .threat import MODALITIES, AttackSpace, ThreatModel
 from .torchattacks_backend import TorchattacksAttack
+from .uap import UniversalPerturbation
 
 ATTACKS: dict[str, Attack] = {
     "none": NoAttack(),
@@ -21,6 +26,13 @@ ATTACKS: dict[str, Attack] = {
     "art-fgm": ARTAttack("FastGradientMethod"),
     "art-pgd": ARTAttack("ProjectedGradientDescent", num_random_init=0),
     "art-square": ARTAttack("SquareAttack", p_init=0.1),
+    # our own attacks, for what the libraries do not cover on dense outputs
+    "jsma": JSMA(),  # sparse, L0
+    "cw": CarliniWagnerL2(),
+    "uap": UniversalPerturbation(),  # fitted once on the train split
+    "patch": PatchAttack(),  # adversarial patch (area budget), one per image
+    "upatch": UniversalPatch(),  # one patch for the dataset, fitted once on the train split
+    "art-patch": ARTPatch(),  # ART's AdversarialPatchPyTorch, classifiers only
 }
 
-__all__ = ["ATTACKS", "Attack", "AttackSpace", "MODALITIES", "ThreatModel"]
+__all__ = ["ATTACKS", "Attack", "AttackOutput", "AttackSpace", "MODALITIES", "ThreatModel"]

@@ -46,11 +46,14 @@ class ARTAttack:
     def __call__(self, dense: nn.Module, u0: Tensor, target: Tensor, threat: ThreatModel, task: Any,
                  **params: Any) -> Tensor:
         check_norm(self.cls.__name__, self.norms, threat)
+        model = task.art_model(dense)
+        with torch.no_grad():
+            nb_classes = model(u0).shape[1]  # the whole batch: a view may hold per-image state
         estimator = PyTorchClassifier(
-            model=task.art_model(dense),
+            model=model,
             loss=task.art_loss(),
             input_shape=tuple(u0.shape[1:]),
-            nb_classes=task.art_nb_classes(target),
+            nb_classes=nb_classes,
             clip_values=(0.0, 1.0),
             device_type="gpu" if u0.is_cuda else "cpu",
         )
@@ -63,5 +66,5 @@ class ARTAttack:
         kwargs = {**kwargs, **self.defaults, **params}
         accepted = inspect.signature(self.cls.__init__).parameters
         attack = self.cls(estimator, **{k: v for k, v in kwargs.items() if k in accepted})
-        x_adv = attack.generate(x=u0.detach().cpu().numpy(), y=task.art_labels(target))
+        x_adv = attack.generate(x=u0.detach().cpu().numpy(), y=task.art_labels(target, nb_classes))
         return torch.from_numpy(x_adv).to(u0.device, u0.dtype)

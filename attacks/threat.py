@@ -10,6 +10,12 @@ which turns the per-modality balls ``|delta_c| <= eps_c`` into one ball ``|delta
 library attack can project onto. Because ``eps_c >= E`` every valid ``x_c in [0,1]`` lies inside
 ``u_c in [0,1]``; the wrapper clamps ``x`` back to [0,1], so the library's clipping never leaves the
 budget. For L2 the budget is the joint norm ``||(delta_rgb * E/eps_rgb, delta_depth * E/eps_depth)||_2 <= E``.
+
+Two budgets are not pixel-value balls, and their attack space is the identity (u = x):
+``l0`` (eps = the fraction of pixel positions an attack may change, any channel of the attacked
+modality counting once) and ``patch`` (eps = the patch area as a fraction of the image; the pixels
+inside the patch may take any value in [0,1], none outside may change). A black-box attack's query
+budget per image, ``queries``, is part of the threat model too.
 """
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ import torch
 from torch import Tensor
 
 Modality = Literal["rgb", "depth", "rgbd"]
-Norm = Literal["linf", "l2"]
+Norm = Literal["linf", "l2", "l0", "patch"]
+NORMS: tuple[Norm, ...] = ("linf", "l2", "l0", "patch")
 MODALITIES: tuple[Modality, ...] = ("rgb", "depth", "rgbd")
 
 
@@ -34,14 +41,24 @@ class ThreatModel:
     modality: Modality = "rgbd"
     steps: int = 10
     rel_step: float = 0.25  # step size as a fraction of the attack-space budget E
+    queries: int | None = None  # black-box attacks: model queries allowed per image
 
     def __post_init__(self) -> None:
-        if self.norm not in ("linf", "l2"):
-            raise ValueError(f"unknown norm {self.norm!r}; use 'linf' or 'l2'")
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown norm {self.norm!r}; use one of {NORMS}")
+        if not self.pixel_norm and (self.eps_depth is not None or not 0 <= self.eps <= 1):
+            raise ValueError(f"{self.norm} budget: eps is a fraction in [0,1] of the image; eps_depth does not apply")
+        if self.queries is not None and self.queries < 1:
+            raise ValueError("queries must be >= 1")
         if self.modality not in MODALITIES:
             raise ValueError(f"unknown modality {self.modality!r}; use one of {MODALITIES}")
         if self.eps < 0 or (self.eps_depth is not None and self.eps_depth < 0):
             raise ValueError("eps must be >= 0")
+
+    @property
+    def pixel_norm(self) -> bool:
+        """True for the pixel-value balls (linf, l2), whose attack space is rescaled per modality."""
+        return self.norm in ("linf", "l2")
 
     @property
     def depth_eps(self) -> float:
@@ -63,7 +80,10 @@ class ThreatModel:
         return self.rel_step * self.space_eps
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "eps_depth": self.depth_eps}
+        d = {**asdict(self), "eps_depth": self.depth_eps}
+        if self.queries is None:  # keeps the ids of cells without a query budget unchanged
+            del d["queries"]
+        return d
 
 
 class AttackSpace:
@@ -73,8 +93,8 @@ class AttackSpace:
         self.rgb, self.depth, self.threat = rgb, depth, threat
         eps = threat.channel_eps
         e = threat.space_eps
-        # scale_c = E / eps_c (1 where a channel is unperturbable, i.e. eps_c = E = 0)
-        scale = [e / c if c > 0 else 1.0 for c in eps]
+        # scale_c = E / eps_c (1 where a channel is unperturbable, i.e. eps_c = E = 0, and for l0/patch)
+        scale = [e / c if c > 0 and threat.pixel_norm else 1.0 for c in eps]
         self.scale = torch.tensor(scale, dtype=rgb.dtype, device=rgb.device).view(1, -1, 1, 1)
 
     def _stack(self, rgb: Tensor, depth: Tensor) -> Tensor:

@@ -31,16 +31,36 @@ def model_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+def changed_pixels(rgb0: Tensor, depth0: Tensor, rgb: Tensor, depth: Tensor) -> Tensor:
+    """(N,1,H,W) bool: pixel positions where any RGB or depth channel moved by more than TOLERANCE."""
+    moved = torch.cat([(rgb - rgb0).abs(), (depth - depth0).abs()], 1)
+    return moved.amax(1, keepdim=True) > TOLERANCE
+
+
 def perturbation_norms(rgb0: Tensor, depth0: Tensor, rgb: Tensor, depth: Tensor) -> dict[str, Tensor]:
-    """Per-image L-inf and L2 norms of the RGB and depth perturbations."""
+    """Per-image L-inf and L2 norms of the RGB and depth perturbations, and the L0 fraction of
+    pixel positions changed."""
     dr, dd = (rgb - rgb0).flatten(1), (depth - depth0).flatten(1)
     return {"linf_rgb": dr.abs().amax(1), "linf_depth": dd.abs().amax(1),
-            "l2_rgb": dr.norm(dim=1), "l2_depth": dd.norm(dim=1)}
+            "l2_rgb": dr.norm(dim=1), "l2_depth": dd.norm(dim=1),
+            "l0": changed_pixels(rgb0, depth0, rgb, depth).flatten(1).float().mean(1)}
+
+
+def _region_excess(changed: Tensor, threat: ThreatModel, mask: Tensor | None) -> Tensor:
+    """Excess over an l0 or patch budget, in pixels (> 0 is a violation)."""
+    area = changed[0].numel()
+    if threat.norm == "l0":
+        return changed.flatten(1).sum(1) - threat.eps * area
+    if mask is None:
+        raise BudgetViolation("a patch attack must return the mask of its patch pixels")
+    outside = (changed & ~mask).flatten(1).sum(1).float()
+    return torch.maximum(outside, mask.flatten(1).sum(1) - threat.eps * area)
 
 
 def check_budget(names: list[str], rgb0: Tensor, depth0: Tensor, rgb: Tensor, depth: Tensor,
-                 threat: ThreatModel) -> dict[str, Tensor]:
-    """Raise :class:`BudgetViolation` naming the image if any perturbation leaves the threat model."""
+                 threat: ThreatModel, mask: Tensor | None = None) -> dict[str, Tensor]:
+    """Raise :class:`BudgetViolation` naming the image if any perturbation leaves the threat model.
+    ``mask`` (N,1,H,W) bool: a patch attack's patch pixels, the only ones it may change."""
     n = perturbation_norms(rgb0, depth0, rgb, depth)
     lo, hi = min(rgb.min().item(), depth.min().item()), max(rgb.max().item(), depth.max().item())
     if lo < 0 or hi > 1:
@@ -49,16 +69,18 @@ def check_budget(names: list[str], rgb0: Tensor, depth0: Tensor, rgb: Tensor, de
     eps_d = threat.depth_eps if threat.modality in ("depth", "rgbd") else 0.0
     if threat.norm == "linf":
         excess = torch.maximum(n["linf_rgb"] - eps_rgb, n["linf_depth"] - eps_d)
+    elif not threat.pixel_norm:
+        excess = _region_excess(changed_pixels(rgb0, depth0, rgb, depth), threat, mask)
     else:
         e = threat.space_eps
         w_rgb = e / eps_rgb if eps_rgb > 0 else 0.0
         w_d = e / eps_d if eps_d > 0 else 0.0
         excess = torch.sqrt((n["l2_rgb"] * w_rgb) ** 2 + (n["l2_depth"] * w_d) ** 2) - e * (1 + L2_RELATIVE_TOLERANCE)
-        # A modality outside the threat model must stay untouched.
-        if eps_rgb == 0:
-            excess = torch.maximum(excess, n["linf_rgb"])
-        if eps_d == 0:
-            excess = torch.maximum(excess, n["linf_depth"])
+    # A modality outside the threat model must stay untouched.
+    if threat.modality == "depth":
+        excess = torch.maximum(excess, n["linf_rgb"])
+    if threat.modality == "rgb":
+        excess = torch.maximum(excess, n["linf_depth"])
     bad = (excess > TOLERANCE).nonzero().flatten().tolist()
     if bad:
         i = bad[0]

@@ -27,7 +27,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     from benchmark.runner import RunConfig, run
 
     run(RunConfig(model=a.model, ckpt=a.ckpt or None, suite=a.suite, dataset=a.dataset, data_root=a.data or None,
-                  device=a.device, model_args=_kv(a.model_arg, "--model-arg"), results_dir=Path(a.results),
+                  device=a.device, model_args=_kv(a.model_arg, "--model-arg"),
+                  surrogate_ckpts=_kv(a.surrogate_ckpt, "--surrogate-ckpt"), results_dir=Path(a.results),
                   leaderboard_dir=Path(a.leaderboards)))
     return 0
 
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     r.add_argument("--model-arg", action="append", default=[], metavar="K=V", help="model constructor argument, "
                    "e.g. backbone=resnet50")
+    r.add_argument("--surrogate-ckpt", action="append", default=[], metavar="NAME=CKPT",
+                   help="checkpoint of a transfer cell's surrogate model (default: its tiny variant, trained once)")
     r.add_argument("--results", default="results", help="raw results folder")
     r.add_argument("--leaderboards", default="leaderboards", help="leaderboard folder")
     r.set_defaults(func=cmd_run)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.leaderboard import KEY
+from benchmark.leaderboard import KEY, with_key_columns
 from benchmark.metrics import HIGHER_IS_BETTER
 
 DEFAULT_TOLERANCE = 0.01
@@ -52,14 +52,15 @@ def compare(base: dict[str, pd.DataFrame], head: dict[str, pd.DataFrame],
     for name in sorted(set(base) | set(head)):
         b = base.get(name, pd.DataFrame(columns=KEY))
         h = head.get(name, pd.DataFrame(columns=KEY))
-        for df in (b, h):
-            df[KEY] = df[KEY].astype(str)
+        # Join on the key columns both sides have: a table from before a key column existed still joins.
+        key = [k for k in KEY if k in b.columns and k in h.columns]
+        b, h = (with_key_columns(df).astype({k: str for k in KEY}) for df in (b, h))
         metrics = [m for m in HIGHER_IS_BETTER if m in b.columns and m in h.columns]
-        joined = b.merge(h, on=KEY, how="outer", suffixes=("_base", "_head"), indicator=True)
+        joined = b.merge(h, on=key, how="outer", suffixes=("_base", "_head"), indicator=True)
         out.append(f"== {name}: {len(b)} rows at base, {len(h)} at head")
         for label, side in (("added", "right_only"), ("removed", "left_only")):
             for _, r in joined[joined._merge == side].iterrows():
-                out.append(f"  {label}: " + " ".join(f"{k}={r[k]}" for k in KEY))
+                out.append(f"  {label}: " + " ".join(f"{k}={r[k]}" for k in key))
         both = joined[joined._merge == "both"]
         changed = 0
         for _, r in both.iterrows():

@@ -1,33 +1,46 @@
 """Versioned leaderboard tables: ``leaderboards/<task>.csv`` plus a Markdown rendering.
 
-One row per (model, checkpoint, dataset, attack, modality, norm, eps, eps_depth, steps). A run
-upserts its rows and leaves the others. Files are written atomically and committed: git history is
-their version (``python -m benchmark compare`` diffs two commits).
+One row per (model, checkpoint, dataset, attack, modality, norm, eps, eps_depth, steps, queries,
+surrogate, params). A run upserts its rows and leaves the others. Files are written atomically and
+committed: git history is their version (``python -m benchmark compare`` diffs two commits).
+Transfer cells (crafted on a surrogate) also render as a surrogate x target matrix with a heat map.
 """
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from benchmark import plots
 from benchmark.metrics import HIGHER_IS_BETTER, METRICS
 from benchmark.results import atomic_write_text
 
-KEY = ["model", "checkpoint", "dataset", "attack", "modality", "norm", "eps", "eps_depth", "steps"]
-INFO = ["backend", "n_images"]
+KEY = ["model", "checkpoint", "dataset", "attack", "modality", "norm", "eps", "eps_depth", "steps", "queries",
+       "surrogate", "params"]
+# Values of key columns a table written before they existed is read with.
+KEY_DEFAULTS: dict[str, Any] = {"queries": np.nan, "surrogate": "-", "params": "-"}
+INFO = ["backend", "n_images", "queries_used", "success", "l0", "patch_area", "patch_side"]
+
+
+def _params(p: dict[str, Any]) -> str:
+    return ";".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in sorted(p.items())) or "-"
 
 
 def rows(summaries: list[dict[str, Any]], model: str, checkpoint: str, dataset: str) -> pd.DataFrame:
     """Leaderboard rows of one run, with each metric's drop from the clean cell (positive = worse)."""
     out = []
     for s in summaries:
-        c = s["cell"]
+        c, info = s["cell"], s.get("info", {})
         out.append({"model": model, "checkpoint": checkpoint, "dataset": dataset, "attack": c["attack"],
                     "modality": "-" if c["attack"] == "none" else c["modality"], "norm": c["norm"],
                     "eps": round(c["eps"], 6), "eps_depth": round(c["eps_depth"], 6), "steps": c["steps"],
-                    "backend": s["backend"], "n_images": s["n_images"], **s["metrics"]})
+                    "queries": c.get("queries", np.nan), "surrogate": s.get("surrogate_model", "-"),
+                    "params": _params(c["params"]), "backend": s["backend"], "n_images": s["n_images"],
+                    **{("queries_used" if k == "queries" else k): v for k, v in info.items()}, **s["metrics"]})
     df = pd.DataFrame(out)
     clean = df[df.attack == "none"]
     if len(clean):
@@ -38,26 +51,65 @@ def rows(summaries: list[dict[str, Any]], model: str, checkpoint: str, dataset: 
     return df
 
 
+def with_key_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every KEY column, filling those an older table lacks with their defaults."""
+    return df.assign(**{k: v for k, v in KEY_DEFAULTS.items() if k not in df.columns})
+
+
 def _fmt_eps(e: float) -> str:
     f = Fraction(e).limit_denominator(255)
     return "0" if e == 0 else (f"{f.numerator}/255" if f.denominator == 255 and abs(float(f) - e) < 1e-6 else f"{e:g}")
 
 
+def _fmt(column: str, v: Any) -> str:
+    if column in ("eps", "eps_depth"):
+        return _fmt_eps(v)
+    if isinstance(v, float):
+        return "-" if np.isnan(v) else f"{v:.0f}" if column in ("queries", "queries_used", "patch_side") else f"{v:.3f}"
+    return str(v)
+
+
 def to_markdown(df: pd.DataFrame, metrics: tuple[str, ...]) -> str:
+    """One table per (model, checkpoint, dataset); optional columns appear where a row uses them."""
     lines = []
     for (model, ckpt, dataset), g in df.groupby(["model", "checkpoint", "dataset"], sort=True):
         lines.append(f"## {model} ({ckpt}) on {dataset}\n")
-        cols = ["attack", "modality", "norm", "eps", "eps_depth", "steps", *metrics, "drop_S"]
+        optional = [c for c in ("params", "surrogate") if c in g and (g[c] != "-").any()]
+        extra = [c for c in ("queries", "queries_used", "l0", "patch_side", "patch_area", "S_nopatch")
+                 if c in g and g[c].notna().any()]
+        cols = ["attack", *optional, "modality", "norm", "eps", "eps_depth", "steps", *extra, *metrics, "drop_S"]
         lines.append("| " + " | ".join(cols) + " |")
         lines.append("|" + "---|" * len(cols))
         for _, r in g.iterrows():
-            cells = []
-            for c in cols:
-                v = r[c]
-                cells.append(_fmt_eps(v) if c in ("eps", "eps_depth") else f"{v:.3f}" if isinstance(v, float) else str(v))
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append("| " + " | ".join(_fmt(c, r[c]) for c in cols) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def transfer_matrix(table: pd.DataFrame, metric: str = "S") -> dict[str, pd.DataFrame]:
+    """For every transferred (attack, threat) setting: the metric as a surrogate x target matrix."""
+    moved = table[table.surrogate != "-"]
+    out = {}
+    for setting, g in moved.groupby(["dataset", "attack", "modality", "norm", "eps", "steps"], sort=True):
+        dataset, attack, modality, norm, eps, steps = setting
+        name = f"{attack} {norm} eps {_fmt_eps(eps)} {modality}, {steps} steps, on {dataset}"
+        out[name] = g.pivot_table(index="surrogate", columns="model", values=metric, aggfunc="first")
+    return out
+
+
+def _write_transfer(directory: Path, task: str, table: pd.DataFrame) -> None:
+    matrices = transfer_matrix(table)
+    if not matrices:
+        return
+    lines = [f"# Transfer: {task}\n", "S-measure of each target (column) under adversarial inputs crafted on "
+             "each surrogate (row). The diagonal is the white-box attack.\n"]
+    for name, m in matrices.items():
+        lines += [f"## {name}\n", "| surrogate \\ target | " + " | ".join(m.columns) + " |",
+                  "|" + "---|" * (len(m.columns) + 1)]
+        lines += ["| " + " | ".join([str(sur), *(_fmt("S", v) for v in r)]) + " |" for sur, r in m.iterrows()]
+        lines.append("")
+    atomic_write_text(directory / f"{task}-transfer.md", "\n".join(lines))
+    plots.transfer_heatmaps(matrices, directory / f"{task}-transfer.png")
 
 
 def update(directory: Path, task: str, new: pd.DataFrame) -> Path:
@@ -66,14 +118,17 @@ def update(directory: Path, task: str, new: pd.DataFrame) -> Path:
     table = new
     if path.is_file():
         old = pd.read_csv(path)
-        keys = set(map(tuple, new[KEY].astype(str).values))
-        old = old[[tuple(r) not in keys for r in old[KEY].astype(str).values]]
+        shared = [k for k in KEY if k in old.columns]  # a table from before a key column matches on the rest
+        keys = set(map(tuple, new[shared].astype(str).values))
+        old = with_key_columns(old[[tuple(r) not in keys for r in old[shared].astype(str).values]])
         table = pd.concat([old, new], ignore_index=True)
     table = (table.assign(_attacked=table.attack != "none")
              .sort_values(["model", "checkpoint", "dataset", "_attacked", *KEY[3:]])
              .drop(columns="_attacked").reset_index(drop=True))
     atomic_write_text(path, table.to_csv(index=False, float_format="%.6f"))
     header = (f"# Leaderboard: {task}\n\nGenerated by `python -m benchmark run`; do not edit. "
-              f"`drop_S` = clean S-measure minus attacked (positive = worse). eps in [0,1] pixel units.\n\n")
+              f"`drop_S` = clean S-measure minus attacked (positive = worse). eps in [0,1] pixel units; for "
+              f"l0 and patch, the fraction of the image. `S_nopatch`: S with the patch pixels excluded.\n\n")
     atomic_write_text(directory / f"{task}.md", header + to_markdown(table, METRICS[task]))
+    _write_transfer(directory, task, table)
     return path

@@ -1,4 +1,5 @@
-"""Robustness curves: a metric against eps, one panel per modality, one line per attack."""
+"""Robustness curves (a metric against eps, one panel per modality, one line per attack) and transfer
+heat maps (surrogate x target)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from attacks import MODALITIES  # noqa: E402
@@ -16,7 +18,8 @@ def robustness_curves(df: pd.DataFrame, out: Path, title: str, metric: str = "S"
     """S-measure (by default) against L-inf eps (x255) for every attack run at several budgets."""
     fig, axes = plt.subplots(1, len(MODALITIES), figsize=(4.2 * len(MODALITIES), 3.6), sharey=True)
     clean = df[df.attack == "none"]
-    attacked = df[(df.attack != "none") & (df.norm == "linf")]
+    white_box = df.surrogate == "-" if "surrogate" in df else True
+    attacked = df[(df.attack != "none") & (df.norm == "linf") & white_box]
     palette = plt.get_cmap("tab20")
     colour = {a: palette(i % 20) for i, a in enumerate(sorted(attacked.attack.unique()))}
     for ax, modality in zip(axes, MODALITIES):
@@ -37,6 +40,27 @@ def robustness_curves(df: pd.DataFrame, out: Path, title: str, metric: str = "S"
     fig.legend(handles=handles, loc="center right", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 0.86, 1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def transfer_heatmaps(matrices: dict[str, pd.DataFrame], out: Path, metric: str = "S") -> Path:
+    """One heat map per transferred setting: rows = surrogate, columns = target, cell = ``metric``."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.6 * len(matrices), 4.0), squeeze=False)
+    for ax, (name, m) in zip(axes[0], matrices.items()):
+        im = ax.imshow(m.values.astype(float), cmap="viridis", vmin=0, vmax=1)
+        ax.set_xticks(range(len(m.columns)), m.columns, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(len(m.index)), m.index, fontsize=8)
+        for (i, j), v in np.ndenumerate(m.values.astype(float)):
+            ax.text(j, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if v < 0.6 else "black")
+        ax.set_xlabel("target")
+        ax.set_ylabel("surrogate")
+        ax.set_title(name, fontsize=8)
+        fig.colorbar(im, ax=ax, fraction=0.046, label=metric)
+    fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -1,9 +1,13 @@
 """The results store: ``results/<run>/manifest.json`` and one folder per finished cell.
 
 A cell folder holds ``records.jsonl`` (one line per image: scores and perturbation norms),
-``curves.npz`` (the per-image F and E curves) and ``summary.json`` (dataset scores). It is written
-under a temporary name and renamed into place, so a killed run leaves no half-written cell and a
-rerun skips exactly the finished ones.
+``curves.npz`` (the per-image F and E curves), ``summary.json`` (dataset scores) and, for patch
+attacks, ``adversarial.npz`` (every adversarial image with its true patch mask, for scoring patch
+defenses later). It is written under a temporary name and renamed into place, so a killed run leaves
+no half-written cell and a rerun skips exactly the finished ones.
+
+A universal attack's fitted perturbation or patch is kept in ``universal/<cell>.pt`` (exact), with a
+PNG rendering of each modality and a JSON of its metadata.
 """
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -45,12 +52,14 @@ class RunStore:
         return (self.cells / cell_id / "summary.json").is_file()
 
     def write_cell(self, cell_id: str, summary: dict[str, Any], records: list[dict[str, Any]],
-                   f_curves: np.ndarray, e_curves: np.ndarray) -> None:
+                   f_curves: np.ndarray, e_curves: np.ndarray, adversarial: dict[str, np.ndarray] | None = None) -> None:
         self.cells.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.cells, prefix=f".{cell_id}."))
         try:
             (tmp / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
             np.savez_compressed(tmp / "curves.npz", f=f_curves, e=e_curves)
+            if adversarial is not None:
+                np.savez_compressed(tmp / "adversarial.npz", **adversarial)
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
             final = self.cells / cell_id
             if final.exists():
@@ -66,3 +75,31 @@ class RunStore:
     def records(self, cell_id: str) -> list[dict[str, Any]]:
         lines = (self.cells / cell_id / "records.jsonl").read_text().splitlines()
         return [json.loads(line) for line in lines]
+
+    def universal_path(self, cell_id: str) -> Path:
+        return self.root / "universal" / f"{cell_id}.pt"
+
+    def load_universal(self, cell_id: str) -> Tensor | None:
+        path = self.universal_path(cell_id)
+        return torch.load(path, weights_only=True) if path.is_file() else None
+
+    def write_universal(self, cell_id: str, pert: Tensor, meta: dict[str, Any]) -> None:
+        """Save a fitted universal perturbation (C,H,W): ``.pt`` last, so its presence means complete.
+        PNGs: the RGB channels (when attacked) and the depth channel, as 8-bit images; a perturbation
+        that is a difference (UAP) is shown about mid-grey, 0.5 + delta / (2 eps)."""
+        path = self.universal_path(cell_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shown = pert.detach().cpu().float()
+        if meta.get("kind") == "perturbation":
+            shown = 0.5 + shown / (2 * max(float(meta["eps"]), 1e-12))
+        img = (shown.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        channels = {"rgb": img[..., :3]} if meta["modality"] in ("rgb", "rgbd") else {}
+        if meta["modality"] in ("depth", "rgbd"):
+            channels["depth"] = img[..., -1]
+        for name, a in channels.items():
+            Image.fromarray(a).save(path.with_name(f"{cell_id}-{name}.png"))
+        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True, default=str))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(fd)
+        torch.save(pert.detach().cpu(), tmp)
+        os.replace(tmp, path)

@@ -12,13 +12,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from attacks import ATTACKS
+from attacks.base import as_output
 from benchmark import leaderboard, plots
 from benchmark.checks import ModelTampered, check_budget, model_fingerprint
 from benchmark.data import Batch, load_dataset, make_batch
@@ -38,6 +40,7 @@ class RunConfig:
     data_root: str | None = None
     device: str = "cpu"
     model_args: dict[str, Any] | None = None
+    surrogate_ckpts: dict[str, str] | None = None  # transfer cells: surrogate name -> checkpoint (else tiny)
     results_dir: Path = Path("results")
     leaderboard_dir: Path = Path("leaderboards")
 
@@ -51,32 +54,99 @@ def seed_everything(*parts: object) -> int:
     return seed
 
 
+RUNNER_PARAMS = ("fit_dataset", "fit_images")  # cell params the runner consumes (universal fitting)
+INFO = ("queries", "success", "l0", "patch_area", "patch_side")  # per-image numbers averaged into the summary
+
+
+def _adversarial_arrays(names: list[str], rgb: Tensor, depth: Tensor, mask: Tensor) -> dict[str, np.ndarray]:
+    """A batch of adversarial inputs as stored: 8-bit RGB, 16-bit depth, the bool patch mask."""
+    return {"names": np.array(names), "rgb": (rgb * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy(),
+            "depth": (depth[:, 0] * 65535).round().to(torch.int32).cpu().numpy().astype(np.uint16),
+            "mask": mask[:, 0].cpu().numpy()}
+
+
 def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Batch], suite: Suite,
-             fingerprint: str, store: RunStore) -> dict[str, Any]:
+             fingerprint: str, store: RunStore, crafter: torch.nn.Module | None = None,
+             universal: Tensor | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Attack every batch (on ``crafter``, default the model itself), check, score, store the cell.
+    A patch attack's cell is scored twice: on the full map and with the patch pixels excluded."""
     attack = ATTACKS[cell.attack]
-    records, f_curves, e_curves, seconds = [], [], [], 0.0
+    crafter = model if crafter is None else crafter
+    params = {k: v for k, v in cell.params.items() if k not in RUNNER_PARAMS}
+    if universal is not None:
+        params["universal"] = universal
+    records, curves, curves_nopatch, adversarial, seconds = [], ([], []), ([], []), [], 0.0
     for bi, b in enumerate(batches):
         seed = seed_everything(suite.seed, cell.id, bi)
         space = task.attack_space(b, cell.threat)
         t0 = time.perf_counter()
-        u_adv = attack(task.attacked_model(model, space), space.initial(), b.target, cell.threat, task, **cell.params)
+        out = as_output(attack(task.attacked_model(crafter, space), space.initial(), b.target, cell.threat, task,
+                               names=b.names, **params))
         seconds += time.perf_counter() - t0
-        rgb, depth = space.compose(u_adv)
-        norms = check_budget(b.names, b.rgb, b.depth, rgb, depth, cell.threat)
+        rgb, depth = space.compose(out.u)
+        per_image = {**check_budget(b.names, b.rgb, b.depth, rgb, depth, cell.threat, out.mask), **out.info}
         if model_fingerprint(model) != fingerprint:
             raise ModelTampered(f"attack {cell.attack} changed the model's parameters or buffers")
         with torch.no_grad():
             logits = model(rgb, depth)
         for i, (scores, f, e) in enumerate(task.score(model, logits, b)):
             records.append({"image": b.names[i], "seed": seed, **scores,
-                            **{k: float(v[i]) for k, v in norms.items()}})
-            f_curves.append(f)
-            e_curves.append(e)
-    metrics = task.summarise(records, np.array(f_curves), np.array(e_curves))
+                            **{k: float(v[i]) for k, v in per_image.items()}})
+            curves[0].append(f)
+            curves[1].append(e)
+        if out.mask is not None:
+            for i, (scores, f, e) in enumerate(task.score(model, logits, b, exclude=out.mask)):
+                records[len(records) - len(b.names) + i].update({f"{k}_nopatch": v for k, v in scores.items()})
+                curves_nopatch[0].append(f)
+                curves_nopatch[1].append(e)
+            adversarial.append(_adversarial_arrays(b.names, rgb, depth, out.mask))
+    metrics = task.summarise(records, *map(np.array, curves))
+    if curves_nopatch[0]:
+        stripped = [{k[: -len("_nopatch")]: v for k, v in r.items() if k.endswith("_nopatch")} for r in records]
+        nopatch = task.summarise(stripped, *map(np.array, curves_nopatch))
+        metrics.update({f"{k}_nopatch": v for k, v in nopatch.items()})
+    info = {k: float(np.mean([r[k] for r in records])) for k in INFO if records and k in records[0]}
     summary = {"id": cell.id, "cell": cell.spec(), "backend": attack.backend, "n_images": len(records),
-               "attack_seconds": round(seconds, 3), "metrics": metrics}
-    store.write_cell(cell.id, summary, records, np.array(f_curves), np.array(e_curves))
+               "attack_seconds": round(seconds, 3), "metrics": metrics, "info": info, **(extra or {})}
+    arrays = {k: np.concatenate([a[k] for a in adversarial]) for k in adversarial[0]} if adversarial else None
+    store.write_cell(cell.id, summary, records, *map(np.array, curves), adversarial=arrays)
     return summary
+
+
+def _train_views(task: Any, crafter: torch.nn.Module, batches: list[Batch], threat: Any) -> Callable[[], Iterator]:
+    """What a universal attack's ``fit`` iterates over (once per epoch): (dense, u0, target, names)."""
+    def views() -> Iterator:
+        for b in batches:
+            space = task.attack_space(b, threat)
+            yield task.attacked_model(crafter, space), space.initial(), b.target, b.names
+    return views
+
+
+def fit_universal(cell: Cell, crafter: torch.nn.Module, task: Any, suite: Suite, store: RunStore, cfg: RunConfig,
+                  dataset_name: str, size: int, device: torch.device) -> Tensor:
+    """Fit (or load the cached) universal perturbation or patch of a cell on a training split, at the
+    benchmarked model's resolution ``size``."""
+    cached = store.load_universal(cell.id)
+    if cached is not None:
+        return cached.to(device)
+    fit_name = cell.params.get("fit_dataset", dataset_name)
+    if fit_name != "synthetic" and fit_name == dataset_name:
+        raise ValueError(f"universal attack {cell.attack!r} on {dataset_name}: folder datasets have no train split; "
+                         f"give params.fit_dataset, a different training set")
+    train = load_dataset(fit_name, "train", cfg.data_root)
+    n = min(int(cell.params.get("fit_images", 128)), len(train))
+    samples = [train[i] for i in range(n)]
+    batches = [make_batch(samples[i:i + suite.batch_size], size).to(device)
+               for i in range(0, n, suite.batch_size)]
+    seed = seed_everything(suite.seed, cell.id, "fit")
+    attack = ATTACKS[cell.attack]
+    params = {k: v for k, v in cell.params.items() if k not in RUNNER_PARAMS}
+    print(f"[bench] fitting universal {cell.attack} on {n} {fit_name} train images", file=sys.stderr)
+    pert = attack.fit(_train_views(task, crafter, batches, cell.threat), cell.threat, task, **params)
+    store.write_universal(cell.id, pert, {"attack": cell.attack, "kind": attack.universal_kind, "cell": cell.spec(),
+                                          "eps": cell.threat.space_eps, "modality": cell.threat.modality,
+                                          "fit_dataset": fit_name, "fit_images": n, "seed": seed})
+    return pert
 
 
 def run(cfg: RunConfig) -> Path:
@@ -93,7 +163,8 @@ def run(cfg: RunConfig) -> Path:
     dataset_sha = dataset.manifest_sha256()
     config = {"model": resolved.name, "model_args": cfg.model_args or {}, "checkpoint_sha256": resolved.checkpoint_sha256,
               "dataset": dataset_name, "dataset_sha256": dataset_sha, "n_images": n,
-              "batch_size": suite.batch_size, "seed": suite.seed, "input_size": model.input_size}
+              "batch_size": suite.batch_size, "seed": suite.seed, "input_size": model.input_size,
+              **({"surrogate_ckpts": cfg.surrogate_ckpts} if cfg.surrogate_ckpts else {})}
     run_id = f"{resolved.name}-{dataset_name}-{suite.name}-{sha256_json(config)[:8]}"
     store = RunStore(cfg.results_dir / run_id)
     store.write_manifest({**config, "run": run_id, "suite": suite.name, "config_sha256": sha256_json(config),
@@ -109,8 +180,19 @@ def run(cfg: RunConfig) -> Path:
         batches = [make_batch(samples[i:i + suite.batch_size], model.input_size).to(device)
                    for i in range(0, n, suite.batch_size)]
         fingerprint = model_fingerprint(model)
+        surrogates: dict[str, ResolvedModel] = {}
         for cell in tqdm(todo, desc=f"bench {resolved.name}", unit="cell"):
-            run_cell(cell, model, task, batches, suite, fingerprint, store)
+            crafter, extra = model, {}
+            if cell.surrogate is not None:
+                if cell.surrogate not in surrogates:
+                    surrogates[cell.surrogate] = resolve_model(cell.surrogate, (cfg.surrogate_ckpts or {}).get(cell.surrogate))
+                    surrogates[cell.surrogate].model.to(device).eval().requires_grad_(False)
+                sur = surrogates[cell.surrogate]
+                crafter, extra = sur.model, {"surrogate_model": sur.name, "surrogate_checkpoint": sur.checkpoint}
+            universal = None
+            if hasattr(ATTACKS[cell.attack], "fit"):
+                universal = fit_universal(cell, crafter, task, suite, store, cfg, dataset_name, model.input_size, device)
+            run_cell(cell, model, task, batches, suite, fingerprint, store, crafter, universal, extra)
 
     summaries = [store.summary(c.id) for c in suite.cells]
     rows = leaderboard.rows(summaries, model=resolved.name, checkpoint=resolved.checkpoint, dataset=dataset_name)

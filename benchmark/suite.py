@@ -14,20 +14,23 @@ import yaml
 from attacks import ATTACKS, ThreatModel
 
 SUITES_DIR = Path(__file__).parent / "suites"
-EXPANDED = ("eps", "eps_depth", "modality")
-CELL_KEYS = {"attack", "norm", "eps", "eps_depth", "modality", "steps", "rel_step", "params"}
+EXPANDED = ("eps", "eps_depth", "modality", "surrogate")
+CELL_KEYS = {"attack", "norm", "eps", "eps_depth", "modality", "steps", "rel_step", "queries", "surrogate", "params"}
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One benchmark cell: an attack under one threat model."""
+    """One benchmark cell: an attack under one threat model, crafted on the benchmarked model itself
+    (white-box) or on a ``surrogate`` model and transferred."""
 
     attack: str
     threat: ThreatModel
     params: dict[str, Any] = field(default_factory=dict)
+    surrogate: str | None = None
 
     def spec(self) -> dict[str, Any]:
-        return {"attack": self.attack, **self.threat.to_dict(), "params": self.params}
+        spec = {"attack": self.attack, **self.threat.to_dict(), "params": self.params}
+        return spec if self.surrogate is None else {**spec, "surrogate": self.surrogate}
 
     @property
     def id(self) -> str:
@@ -44,11 +47,11 @@ class Suite:
     limit: int | None = None  # use only the first `limit` images (smoke tests)
 
 
-def _number(v: Any, where: str) -> float:
+def _number(v: Any) -> float:
     try:
         return float(Fraction(str(v)))
     except (ValueError, ZeroDivisionError) as e:
-        raise ValueError(f"{where}: not a number or fraction: {v!r}") from e
+        raise ValueError(f"not a number or fraction: {v!r}") from e
 
 
 def _expand(entry: dict[str, Any], where: str) -> list[Cell]:
@@ -62,16 +65,24 @@ def _expand(entry: dict[str, Any], where: str) -> list[Cell]:
     cells = []
     for combo in itertools.product(*lists.values()) if lists else [()]:
         values = dict(zip(lists, combo))
-        threat = ThreatModel(
-            norm=entry.get("norm", "linf"),
-            eps=_number(values.get("eps", 0), where),
-            eps_depth=_number(values["eps_depth"], where) if "eps_depth" in values else None,
-            modality=values.get("modality", "rgbd"),
-            steps=int(entry.get("steps", 1 if name in ("none", "fgsm", "art-fgm") else 10)),
-            rel_step=_number(entry.get("rel_step", 0.25), where),
-        )
-        cells.append(Cell(name, threat, dict(entry.get("params", {}))))
+        try:
+            threat = _threat(name, entry, values)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from e
+        cells.append(Cell(name, threat, dict(entry.get("params", {})), values.get("surrogate")))
     return cells
+
+
+def _threat(name: str, entry: dict[str, Any], values: dict[str, Any]) -> ThreatModel:
+    return ThreatModel(
+        norm=entry.get("norm", "linf"),
+        eps=_number(values.get("eps", 0)),
+        eps_depth=_number(values["eps_depth"]) if "eps_depth" in values else None,
+        modality=values.get("modality", "rgbd"),
+        steps=int(entry.get("steps", 1 if name in ("none", "fgsm", "art-fgm") else 10)),
+        rel_step=_number(entry.get("rel_step", 0.25)),
+        queries=int(entry["queries"]) if "queries" in entry else None,
+    )
 
 
 def load_suite(name_or_path: str) -> Suite:

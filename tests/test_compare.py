@@ -8,7 +8,8 @@ from benchmark.leaderboard import KEY
 
 def _row(attack="pgd", eps=8 / 255, S=0.5, MAE=0.2):
     return {"model": "m", "checkpoint": "c", "dataset": "d", "attack": attack, "modality": "rgbd", "norm": "linf",
-            "eps": eps, "eps_depth": eps, "steps": 10, "S": S, "MAE": MAE}
+            "eps": eps, "eps_depth": eps, "steps": 10, "queries": float("nan"), "surrogate": "-", "params": "-",
+            "S": S, "MAE": MAE}
 
 
 def test_compare_flags_regression_beyond_tolerance_and_lists_row_changes():
@@ -23,6 +24,12 @@ def test_compare_flags_regression_beyond_tolerance_and_lists_row_changes():
     assert regressed and "MAE +0.0500 WORSE" in report  # lower is better for MAE
     _, regressed = compare(base, {"saliency": pd.DataFrame([_row(S=0.9, MAE=0.1)])})
     assert not regressed
+
+
+def test_table_from_before_a_key_column_existed_still_joins():
+    old = pd.DataFrame([_row()]).drop(columns=["queries", "surrogate", "params"])
+    report, regressed = compare({"saliency": old}, {"saliency": pd.DataFrame([_row(S=0.45)])})
+    assert regressed and "1 common rows" in report and "added" not in report
 
 
 def test_load_tables_reads_git_revisions(tmp_path, monkeypatch):

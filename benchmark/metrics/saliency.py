@@ -12,7 +12,8 @@ import py_sod_metrics as psm
 
 SCALARS = ("S", "MAE", "wF", "adpF", "adpE")
 SUMMARY = ("S", "maxF", "meanF", "adpF", "maxE", "meanE", "adpE", "MAE", "wF")
-HIGHER_IS_BETTER = {m: m != "MAE" for m in SUMMARY}
+# Patch cells are also scored with the patch pixels excluded: the same metrics, suffixed "_nopatch".
+HIGHER_IS_BETTER = {f"{m}{suffix}": m != "MAE" for m in SUMMARY for suffix in ("", "_nopatch")}
 
 
 def to_uint8(prob: np.ndarray) -> np.ndarray:

@@ -6,6 +6,9 @@ network resolution, L(z, y) = mean_p BCE(sigmoid(z_p), y_p). torchattacks hard-c
 over a class axis, so the dense model is exposed as two-class logits cat([0, z], 1) with labels y:
 CE over (N,2,H,W) equals that BCE (a raw (N,1,H,W) map would give zero gradient silently). ART has no
 dense estimator: its classifier wraps the flattened (N, H*W) logits with a pixel-BCE loss.
+
+Our own attacks ask the task for the rest: a black-box objective (the same BCE, against the GT or
+the clean prediction), a C&W-style hinge, when an attack has succeeded, and where the object is.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from torch import Tensor, nn
 
 from attacks.threat import AttackSpace, ThreatModel
 from benchmark.data import Batch
+from benchmark.data.base import resize
 from benchmark.metrics import saliency as sod
 
 
@@ -31,17 +35,32 @@ class ModelView(nn.Module):
 
 
 class AttackSpaceModel(ModelView):
-    """u (attack space) -> the model's (N,1,S,S) logits, with the clean unattacked modality filled in."""
+    """u (attack space) -> the model's (N,1,S,S) logits, with the clean unattacked modality filled in.
+    A model of another input size (a transfer surrogate) sees the composed input resized to its own,
+    and its logits are resized back to the target's resolution."""
 
     def __init__(self, model: nn.Module, space: AttackSpace):
         super().__init__(model)
         self.space = space
         self.size = space.rgb.shape[-1]
 
+    def rows(self, index: Tensor) -> "AttackSpaceModel":
+        """The view for a batch whose row i is image ``index[i]`` (queries batched across copies)."""
+        idx = index.to(self.space.rgb.device)
+        return AttackSpaceModel(self.inner, AttackSpace(self.space.rgb[idx], self.space.depth[idx], self.space.threat))
+
     def forward(self, u: Tensor) -> Tensor:
         if u.shape[-1] != self.size:  # input-diversity attacks (DI-FGSM) resize and pad their input
             u = F.interpolate(u, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return self.inner(*self.space.compose(u))
+        rgb, depth = self.space.compose(u)
+        own = self.inner.input_size
+        return resize(self.inner(resize(rgb, own), resize(depth, own)), self.size)
+
+    def copies_of(self, index: Tensor) -> AttackSpaceModel:
+        """This view for a batch whose row j is a copy of image ``index[j]``: query-based attacks send
+        many copies, and the clean unattacked modality must be filled in per row."""
+        s = self.space
+        return AttackSpaceModel(self.inner, AttackSpace(s.rgb[index], s.depth[index], s.threat))
 
 
 class TwoClassLogits(ModelView):
@@ -72,6 +91,7 @@ class PixelBCEWithLogits(nn.Module):
 class SaliencyTask:
     name = "saliency"
     metrics = sod.SUMMARY
+    early_stop = False  # a dense attack keeps lowering the metric after "success"; spend the budget
 
     def attack_space(self, batch: Batch, threat: ThreatModel) -> AttackSpace:
         return AttackSpace(batch.rgb, batch.depth, threat)
@@ -82,6 +102,31 @@ class SaliencyTask:
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """Per-sample attack objective (N,): mean pixel BCE of logits (N,1,H,W) against target (N,1,H,W)."""
         return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(1)
+
+    def reference(self, clean_logits: Tensor) -> Tensor:
+        """The target to use when no GT is given: the clean predicted map (soft, in [0,1])."""
+        return torch.sigmoid(clean_logits)
+
+    def blackbox_objective(self, logits: Tensor, target: Tensor) -> Tensor:
+        """(N,) what a black-box attack maximises from outputs alone: the pixel BCE against ``target``."""
+        return self.loss(logits, target)
+
+    def cw_objective(self, logits: Tensor, target: Tensor, kappa: float = 0.0) -> Tensor:
+        """(N,) C&W-style hinge to minimise: mean_p max(m_p + kappa, 0) with the pixel margin
+        m_p = (2 y_p - 1) z_p, positive where pixel p is still on the GT's side of 0."""
+        margin = (2 * target - 1) * logits
+        return (margin + kappa).clamp_min(0).flatten(1).mean(1)
+
+    def success(self, logits: Tensor, target: Tensor) -> Tensor:
+        """(N,) bool: the predicted mask (z > 0) overlaps the GT by less than half (IoU < 0.5)."""
+        pred, gt = logits > 0, target > 0.5
+        inter = (pred & gt).flatten(1).sum(1)
+        union = (pred | gt).flatten(1).sum(1).clamp_min(1)
+        return inter / union < 0.5
+
+    def object_mask(self, target: Tensor) -> Tensor | None:
+        """(N,1,S,S) bool: where the salient object is, for patch placement."""
+        return target > 0.5
 
     # torchattacks view
     def torchattacks_model(self, dense: nn.Module) -> nn.Module:
@@ -97,21 +142,27 @@ class SaliencyTask:
     def art_loss(self) -> nn.Module:
         return PixelBCEWithLogits()
 
-    def art_nb_classes(self, target: Tensor) -> int:
-        return int(target[0].numel())
-
-    def art_labels(self, target: Tensor) -> np.ndarray:
+    def art_labels(self, target: Tensor, nb_classes: int) -> np.ndarray:
         return target.flatten(1).cpu().numpy().astype(np.float32)
 
     # scoring
     def summarise(self, records: list[dict], f_curves: np.ndarray, e_curves: np.ndarray) -> dict[str, float]:
         return sod.summarise(records, f_curves, e_curves)
 
-    def score(self, model: nn.Module, logits: Tensor, batch: Batch) -> list[tuple[dict, np.ndarray, np.ndarray]]:
-        """Official post-processing to each GT's size, then PySODMetrics; one entry per image."""
+    def score(self, model: nn.Module, logits: Tensor, batch: Batch,
+              exclude: Tensor | None = None) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+        """Official post-processing to each GT's size, then PySODMetrics; one entry per image.
+
+        ``exclude`` (N,1,S,S) bool, a patch mask: those pixels (resized to the GT, nearest) take the
+        GT's value in the prediction, so they count as correct and only the damage outside the patch
+        is scored (a pasted patch may rightly become salient)."""
         out = []
         metric = sod.SODMetrics()
         for i, gt in enumerate(batch.gts):
             prob = model.postprocess(logits[i : i + 1].float(), gt.shape[:2])[0, 0].detach().cpu().numpy()
-            out.append(metric.step(sod.to_uint8(prob), gt))
+            pred = sod.to_uint8(prob)
+            if exclude is not None:
+                m = F.interpolate(exclude[i : i + 1].float(), size=gt.shape[:2], mode="nearest")[0, 0].cpu().numpy() > 0
+                pred[m] = gt[m]
+            out.append(metric.step(pred, gt))
         return out

@@ -1,0 +1,70 @@
+"""Our own attacks through the runner: universal fitting and its artifact, transfer cells crafted on
+a surrogate, L0 cells, and the leaderboard columns and transfer matrix they produce."""
+import json
+
+import pandas as pd
+import pytest
+
+from benchmark.runner import RunConfig, run
+
+SUITE = """
+dataset: synthetic
+batch_size: 8
+seed: 0
+limit: 8
+cells:
+  - {attack: none}
+  - {attack: uap, eps: [8/255], modality: [rgbd], steps: 1, params: {fit_images: 16, epochs: 1}}
+  - {attack: jsma, norm: l0, eps: [0.01], modality: [rgb], steps: 2}
+  - {attack: pgd, eps: [8/255], modality: [rgbd], steps: 2, surrogate: [jldcf-tiny]}
+"""
+
+
+@pytest.fixture(scope="module")
+def own_run(trained_tiny, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("own")
+    (tmp / "own.yaml").write_text(SUITE)
+    cfg = RunConfig(model="jldcf-tiny", ckpt=str(trained_tiny), suite=str(tmp / "own.yaml"),
+                    surrogate_ckpts={"jldcf-tiny": str(trained_tiny)}, results_dir=tmp / "results",
+                    leaderboard_dir=tmp / "leaderboards")
+    return run(cfg), tmp
+
+
+def test_universal_perturbation_is_fitted_once_and_saved(own_run):
+    run_dir, _ = own_run
+    (pt,) = (run_dir / "universal").glob("*.pt")
+    meta = json.loads(pt.with_suffix(".json").read_text())
+    assert meta["fit_dataset"] == "synthetic" and meta["fit_images"] == 16 and meta["kind"] == "perturbation"
+    assert pt.with_name(pt.stem + "-rgb.png").is_file() and pt.with_name(pt.stem + "-depth.png").is_file()
+
+
+def test_leaderboard_has_l0_surrogate_and_transfer_matrix(own_run):
+    _, tmp = own_run
+    table = pd.read_csv(tmp / "leaderboards" / "saliency.csv")
+    clean = table[table.attack == "none"].S.item()
+    jsma = table[table.attack == "jsma"].iloc[0]
+    assert jsma.norm == "l0" and 0 < jsma.l0 <= 0.01 and jsma.S < clean
+    moved = table[table.surrogate != "-"]
+    assert moved.surrogate.tolist() == ["jldcf-tiny"] and moved.S.item() < clean
+    assert table[table.attack == "uap"].S.item() < clean
+    md = (tmp / "leaderboards" / "saliency-transfer.md").read_text()
+    assert "| jldcf-tiny |" in md and (tmp / "leaderboards" / "saliency-transfer.png").stat().st_size > 1000
+
+
+def test_surrogate_of_another_input_size_sees_its_own_resolution(toy_model):
+    """A transfer surrogate (toy, 48 px) crafting on a 128 px batch: inputs and logits are resized."""
+    import torch
+
+    from attacks import ThreatModel
+    from benchmark.data import SyntheticRGBD, make_batch
+    from benchmark.tasks import SaliencyTask
+
+    task = SaliencyTask()
+    ds = SyntheticRGBD("test")
+    batch = make_batch([ds[i] for i in range(2)], 128)
+    space = task.attack_space(batch, ThreatModel(modality="rgbd"))
+    u = space.initial().requires_grad_(True)
+    logits = task.attacked_model(toy_model, space)(u)
+    assert logits.shape == (2, 1, 128, 128)
+    (g,) = torch.autograd.grad(task.loss(logits, batch.target).sum(), u)
+    assert g.abs().sum() > 0
