@@ -1,4 +1,5 @@
-# make bench MODEL=jldcf [CKPT=file] [DATA=folder DATASET=NJU2K] [SUITE=default] [DEVICE=cpu] [ARGS="--model-arg backbone=resnet50"]
+# make bench MODEL=jldcf [CKPT=file] [DATA=folder DATASET=NJU2K] [SUITE=default|own|transfer] [DEVICE=cpu] [ARGS="--model-arg backbone=resnet50"]
+# make transfer [MODELS="jldcf bbsnet d3net"]   make perf   make compare BASE=HEAD~1
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -6,8 +7,9 @@ MODEL  ?= jldcf
 SUITE  ?= default
 DEVICE ?= cpu
 BASE   ?= HEAD~1
+MODELS ?= jldcf bbsnet d3net
 
-.PHONY: bench test compare list train venv clean
+.PHONY: bench transfer test compare list train perf venv clean
 
 $(PY): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +23,10 @@ bench: $(PY)
 	$(PY) -m benchmark run --model $(MODEL) --suite $(SUITE) --device $(DEVICE) \
 		$(if $(CKPT),--ckpt $(CKPT)) $(if $(DATA),--data $(DATA)) $(if $(DATASET),--dataset $(DATASET)) $(ARGS)
 
+# every model in MODELS under attacks crafted on every surrogate of benchmark/suites/transfer.yaml
+transfer: $(PY)
+	for m in $(MODELS); do $(PY) -m benchmark run --model $$m --suite transfer --device $(DEVICE) $(ARGS) || exit 1; done
+
 train: $(PY)
 	$(PY) -m benchmark train --model $(MODEL)
 
@@ -32,6 +38,9 @@ compare: $(PY)
 
 list: $(PY)
 	$(PY) -m benchmark list
+
+perf: $(PY)
+	$(PY) -m benchmark.perf
 
 clean:
 	rm -rf $(VENV) results

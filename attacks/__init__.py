@@ -8,6 +8,7 @@ from .patch import PatchAttack, UniversalPatch
 from .threat import MODALITIES, AttackSpace, ThreatModel
 from .torchattacks_backend import TorchattacksAttack
 from .uap import UniversalPerturbation
+from .zoo import ZOO
 
 ATTACKS: dict[str, Attack] = {
     "none": NoAttack(),
@@ -27,6 +28,7 @@ ATTACKS: dict[str, Attack] = {
     "art-pgd": ARTAttack("ProjectedGradientDescent", num_random_init=0),
     "art-square": ARTAttack("SquareAttack", p_init=0.1),
     # our own attacks, for what the libraries do not cover on dense outputs
+    "zoo": ZOO(),  # black-box, query budget
     "jsma": JSMA(),  # sparse, L0
     "cw": CarliniWagnerL2(),
     "uap": UniversalPerturbation(),  # fitted once on the train split

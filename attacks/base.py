@@ -4,8 +4,9 @@ An attack gets ``dense``: a module mapping the attack-space tensor ``u`` (N,C,S,
 task's logits, the clean ``u0``, the task's ``target`` and the cell's :class:`ThreatModel`; it returns
 ``u_adv``, or an :class:`AttackOutput` when it has more to report (queries spent, a patch mask). The
 runner then checks the budget and that the model is unchanged. ``dense`` takes batches of the clean
-batch's own size N (it fills in the unattacked modality per image); where it has ``rows(index)``, that
-gives the view for a batch whose row i is image ``index[i]``, for querying many copies at once.
+batch's own size N (it fills in the unattacked modality per image); where it has ``copies_of(index)``,
+that gives the view for a batch whose row j is a copy of image ``index[j]``, for querying many copies
+at once.
 
 A *universal* attack (one perturbation or patch for a whole dataset) also has
 ``fit(views, threat, task, **params) -> Tensor`` and ``universal_kind`` ("perturbation" or "patch",

@@ -23,7 +23,6 @@ KEY = ["model", "checkpoint", "dataset", "attack", "modality", "norm", "eps", "e
        "surrogate", "params"]
 # Values of key columns a table written before they existed is read with.
 KEY_DEFAULTS: dict[str, Any] = {"queries": np.nan, "surrogate": "-", "params": "-"}
-INFO = ["backend", "n_images", "queries_used", "success", "l0", "patch_area", "patch_side"]
 
 
 def _params(p: dict[str, Any]) -> str:
@@ -77,6 +76,7 @@ def to_markdown(df: pd.DataFrame, metrics: tuple[str, ...]) -> str:
         optional = [c for c in ("params", "surrogate") if c in g and (g[c] != "-").any()]
         extra = [c for c in ("queries", "queries_used", "l0", "patch_side", "patch_area", "S_nopatch")
                  if c in g and g[c].notna().any()]
+        extra = (["n_images"] if g.n_images.nunique() > 1 else []) + extra
         cols = ["attack", *optional, "modality", "norm", "eps", "eps_depth", "steps", *extra, *metrics, "drop_S"]
         lines.append("| " + " | ".join(cols) + " |")
         lines.append("|" + "---|" * len(cols))

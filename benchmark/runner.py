@@ -177,8 +177,11 @@ def run(cfg: RunConfig) -> Path:
     print(f"[bench] {run_id}: {len(suite.cells)} cells, {done} already done, {n} images", file=sys.stderr)
     if todo:
         samples = [dataset[i] for i in range(n)]
-        batches = [make_batch(samples[i:i + suite.batch_size], model.input_size).to(device)
-                   for i in range(0, n, suite.batch_size)]
+
+        def batches(count: int) -> list[Batch]:
+            return [make_batch(samples[i:min(i + suite.batch_size, count)], model.input_size).to(device)
+                    for i in range(0, count, suite.batch_size)]
+        all_batches = batches(n)
         fingerprint = model_fingerprint(model)
         surrogates: dict[str, ResolvedModel] = {}
         for cell in tqdm(todo, desc=f"bench {resolved.name}", unit="cell"):
@@ -192,7 +195,8 @@ def run(cfg: RunConfig) -> Path:
             universal = None
             if hasattr(ATTACKS[cell.attack], "fit"):
                 universal = fit_universal(cell, crafter, task, suite, store, cfg, dataset_name, model.input_size, device)
-            run_cell(cell, model, task, batches, suite, fingerprint, store, crafter, universal, extra)
+            cell_batches = all_batches if cell.images is None or cell.images >= n else batches(cell.images)
+            run_cell(cell, model, task, cell_batches, suite, fingerprint, store, crafter, universal, extra)
 
     summaries = [store.summary(c.id) for c in suite.cells]
     rows = leaderboard.rows(summaries, model=resolved.name, checkpoint=resolved.checkpoint, dataset=dataset_name)

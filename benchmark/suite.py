@@ -15,7 +15,8 @@ from attacks import ATTACKS, ThreatModel
 
 SUITES_DIR = Path(__file__).parent / "suites"
 EXPANDED = ("eps", "eps_depth", "modality", "surrogate")
-CELL_KEYS = {"attack", "norm", "eps", "eps_depth", "modality", "steps", "rel_step", "queries", "surrogate", "params"}
+CELL_KEYS = {"attack", "norm", "eps", "eps_depth", "modality", "steps", "rel_step", "queries", "surrogate", "images",
+             "params"}
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,12 @@ class Cell:
     threat: ThreatModel
     params: dict[str, Any] = field(default_factory=dict)
     surrogate: str | None = None
+    images: int | None = None  # only the first `images` test images (for slow black-box attacks)
 
     def spec(self) -> dict[str, Any]:
         spec = {"attack": self.attack, **self.threat.to_dict(), "params": self.params}
-        return spec if self.surrogate is None else {**spec, "surrogate": self.surrogate}
+        optional = {"surrogate": self.surrogate, "images": self.images}
+        return {**spec, **{k: v for k, v in optional.items() if v is not None}}
 
     @property
     def id(self) -> str:
@@ -69,7 +72,8 @@ def _expand(entry: dict[str, Any], where: str) -> list[Cell]:
             threat = _threat(name, entry, values)
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from e
-        cells.append(Cell(name, threat, dict(entry.get("params", {})), values.get("surrogate")))
+        images = int(entry["images"]) if "images" in entry else None
+        cells.append(Cell(name, threat, dict(entry.get("params", {})), values.get("surrogate"), images))
     return cells
 
 

@@ -33,3 +33,20 @@ def test_cell_id_depends_on_threat_not_order(tmp_path):
     a.write_text("cells:\n  - {attack: fgsm, eps: [1/255, 2/255]}\n")
     b.write_text("cells:\n  - {attack: fgsm, eps: [2/255]}\n  - {attack: fgsm, eps: 1/255}\n")
     assert {c.id for c in load_suite(str(a)).cells} == {c.id for c in load_suite(str(b)).cells}
+
+
+def test_own_and_transfer_suites_expand_with_their_own_keys(tmp_path):
+    own = load_suite("own")
+    zoo = next(c for c in own.cells if c.attack == "zoo")
+    assert zoo.threat.queries == 500 and zoo.images == 16 and zoo.spec()["images"] == 16
+    assert {c.threat.norm for c in own.cells} >= {"l0", "l2", "patch", "linf"}
+    moved = [c for c in load_suite("transfer").cells if c.surrogate]
+    assert {c.surrogate for c in moved} == {"jldcf", "bbsnet", "d3net"} and len({c.id for c in moved}) == 6
+    # cells without the optional keys keep the ids they had before those keys existed
+    plain = tmp_path / "p.yaml"
+    plain.write_text("cells:\n  - {attack: pgd, eps: 8/255}\n")
+    assert set(load_suite(str(plain)).cells[0].spec()) == {"attack", "norm", "eps", "eps_depth", "modality", "steps",
+                                                           "rel_step", "params"}
+    plain.write_text("cells:\n  - {attack: patch, norm: patch, eps: 0.04, eps_depth: 0.1}\n")
+    with pytest.raises(ValueError, match=r"p\.yaml: cells\[0\]: patch budget"):
+        load_suite(str(plain))

@@ -44,11 +44,6 @@ class AttackSpaceModel(ModelView):
         self.space = space
         self.size = space.rgb.shape[-1]
 
-    def rows(self, index: Tensor) -> "AttackSpaceModel":
-        """The view for a batch whose row i is image ``index[i]`` (queries batched across copies)."""
-        idx = index.to(self.space.rgb.device)
-        return AttackSpaceModel(self.inner, AttackSpace(self.space.rgb[idx], self.space.depth[idx], self.space.threat))
-
     def forward(self, u: Tensor) -> Tensor:
         if u.shape[-1] != self.size:  # input-diversity attacks (DI-FGSM) resize and pad their input
             u = F.interpolate(u, size=(self.size, self.size), mode="bilinear", align_corners=False)
