@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.leaderboard import KEY, with_key_columns
+from benchmark.leaderboard import KEY, key_strings, with_key_columns
 from benchmark.metrics import HIGHER_IS_BETTER
 
 DEFAULT_TOLERANCE = 0.01
@@ -54,7 +54,8 @@ def compare(base: dict[str, pd.DataFrame], head: dict[str, pd.DataFrame],
         h = head.get(name, pd.DataFrame(columns=KEY))
         # Join on the key columns both sides have: a table from before a key column existed still joins.
         key = [k for k in KEY if k in b.columns and k in h.columns]
-        b, h = (with_key_columns(df).astype({k: str for k in KEY}) for df in (b, h))
+        b, h = (with_key_columns(df) for df in (b, h))
+        b, h = (df.assign(**key_strings(df, KEY)) for df in (b, h))
         metrics = [m for m in HIGHER_IS_BETTER if m in b.columns and m in h.columns]
         joined = b.merge(h, on=key, how="outer", suffixes=("_base", "_head"), indicator=True)
         out.append(f"== {name}: {len(b)} rows at base, {len(h)} at head")

@@ -21,8 +21,10 @@ from benchmark.results import atomic_write_text
 
 KEY = ["model", "checkpoint", "dataset", "attack", "modality", "norm", "eps", "eps_depth", "steps", "queries",
        "surrogate", "params"]
-# Values of key columns a table written before they existed is read with.
-KEY_DEFAULTS: dict[str, Any] = {"queries": np.nan, "surrogate": "-", "params": "-"}
+# Values of key columns a table written before they existed is read with: no query budget, no
+# surrogate (neither existed), params unknown ("?": such a row is replaced by a new row that matches it
+# on the other key columns).
+KEY_DEFAULTS: dict[str, Any] = {"queries": np.nan, "surrogate": "-", "params": "?"}
 
 
 def _params(p: dict[str, Any]) -> str:
@@ -48,6 +50,17 @@ def rows(summaries: list[dict[str, Any]], model: str, checkpoint: str, dataset: 
             sign = 1 if HIGHER_IS_BETTER[m] else -1
             df[f"drop_{m}"] = sign * (ref[m] - df[m])
     return df
+
+
+def key_strings(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Key columns as strings for matching rows: numbers as the CSV writes floats (6 decimals, so an int
+    column and its float reading agree), NaN as "nan" (pandas keeps NaN through ``astype(str)``, and
+    NaN never equals NaN)."""
+    def text(v: Any) -> str:
+        if isinstance(v, (int, float, np.number)) and not isinstance(v, bool):
+            return "nan" if np.isnan(v) else f"{float(v):.6f}"
+        return str(v)
+    return df[columns].astype(object).map(text)
 
 
 def with_key_columns(df: pd.DataFrame) -> pd.DataFrame:
@@ -76,8 +89,9 @@ def to_markdown(df: pd.DataFrame, metrics: tuple[str, ...]) -> str:
         optional = [c for c in ("params", "surrogate") if c in g and (g[c] != "-").any()]
         extra = [c for c in ("queries", "queries_used", "l0", "patch_side", "patch_area", "S_nopatch")
                  if c in g and g[c].notna().any()]
-        extra = (["n_images"] if g.n_images.nunique() > 1 else []) + extra
-        cols = ["attack", *optional, "modality", "norm", "eps", "eps_depth", "steps", *extra, *metrics, "drop_S"]
+        extra = (["n_images"] if "n_images" in g and g.n_images.nunique() > 1 else []) + extra
+        cols = [c for c in ("attack", *optional, "modality", "norm", "eps", "eps_depth", "steps", *extra, *metrics,
+                            "drop_S") if c in g]
         lines.append("| " + " | ".join(cols) + " |")
         lines.append("|" + "---|" * len(cols))
         for _, r in g.iterrows():
@@ -117,11 +131,13 @@ def update(directory: Path, task: str, new: pd.DataFrame) -> Path:
     path = directory / f"{task}.csv"
     table = new
     if path.is_file():
-        old = pd.read_csv(path)
-        shared = [k for k in KEY if k in old.columns]  # a table from before a key column matches on the rest
-        keys = set(map(tuple, new[shared].astype(str).values))
-        old = with_key_columns(old[[tuple(r) not in keys for r in old[shared].astype(str).values]])
-        table = pd.concat([old, new], ignore_index=True)
+        old = with_key_columns(pd.read_csv(path))
+        without_params = [k for k in KEY if k != "params"]
+        full = set(map(tuple, key_strings(new, KEY).values))
+        partial = set(map(tuple, key_strings(new, without_params).values))
+        replaced = [tuple(r) in full or (params == "?" and tuple(r[:-1]) in partial)
+                    for r, params in zip(key_strings(old, without_params + ["params"]).values, old.params)]
+        table = pd.concat([old[[not r for r in replaced]], new], ignore_index=True)
     table = (table.assign(_attacked=table.attack != "none")
              .sort_values(["model", "checkpoint", "dataset", "_attacked", *KEY[3:]])
              .drop(columns="_attacked").reset_index(drop=True))

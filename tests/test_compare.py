@@ -48,3 +48,16 @@ def test_load_tables_reads_git_revisions(tmp_path, monkeypatch):
     assert set(KEY) <= set(base["saliency"].columns)
     report, regressed = compare(base, head)
     assert regressed
+
+
+def test_upsert_into_a_table_from_before_the_params_column(tmp_path):
+    """Each model's run replaces its own old rows, even after an earlier run rewrote the table."""
+    from benchmark.leaderboard import update
+
+    old = [dict(_row("vmifgsm"), model=m) for m in ("a", "b")] + [dict(_row(), model=m) for m in ("a", "b")]
+    pd.DataFrame(old).drop(columns=["queries", "surrogate", "params"]).to_csv(tmp_path / "saliency.csv", index=False)
+    for m in ("a", "b"):
+        new = pd.DataFrame([dict(_row("vmifgsm", S=0.4), model=m, params="N=2"), dict(_row(S=0.45), model=m)])
+        update(tmp_path, "saliency", new)
+    table = pd.read_csv(tmp_path / "saliency.csv")
+    assert len(table) == 4 and set(table.params) == {"N=2", "-"} and set(table.S) == {0.4, 0.45}
