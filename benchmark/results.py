@@ -76,6 +76,10 @@ class RunStore:
         lines = (self.cells / cell_id / "records.jsonl").read_text().splitlines()
         return [json.loads(line) for line in lines]
 
+    def curves(self, cell_id: str) -> tuple[np.ndarray, np.ndarray]:
+        with np.load(self.cells / cell_id / "curves.npz") as z:
+            return z["f"], z["e"]
+
     def universal_path(self, cell_id: str) -> Path:
         return self.root / "universal" / f"{cell_id}.pt"
 

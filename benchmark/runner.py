@@ -199,6 +199,12 @@ def run(cfg: RunConfig) -> Path:
             run_cell(cell, model, task, cell_batches, suite, fingerprint, store, crafter, universal, extra)
 
     summaries = [store.summary(c.id) for c in suite.cells]
+    clean = next((c for c in suite.cells if c.attack == "none" and c.images is None), None)
+    for cell, summary in zip(suite.cells, summaries):
+        if clean is not None and cell.images is not None and cell.images < n:
+            # a cell on the first k images is compared with the clean scores of those same images
+            f, e = store.curves(clean.id)
+            summary["clean_metrics"] = task.summarise(store.records(clean.id)[:cell.images], f[:cell.images], e[:cell.images])
     rows = leaderboard.rows(summaries, model=resolved.name, checkpoint=resolved.checkpoint, dataset=dataset_name)
     table = leaderboard.update(cfg.leaderboard_dir, task.name, rows)
     plots.robustness_curves(rows, store.root / "robustness.png", title=f"{resolved.name} on {dataset_name}")

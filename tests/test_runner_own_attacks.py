@@ -17,6 +17,7 @@ cells:
   - {attack: uap, eps: [8/255], modality: [rgbd], steps: 1, params: {fit_images: 16, epochs: 1}}
   - {attack: jsma, norm: l0, eps: [0.01], modality: [rgb], steps: 2}
   - {attack: pgd, eps: [8/255], modality: [rgbd], steps: 2, surrogate: [jldcf-tiny]}
+  - {attack: zoo, eps: [8/255], modality: [rgbd], queries: 60, images: 4, params: {coords: 8}}
 """
 
 
@@ -68,3 +69,16 @@ def test_surrogate_of_another_input_size_sees_its_own_resolution(toy_model):
     assert logits.shape == (2, 1, 128, 128)
     (g,) = torch.autograd.grad(task.loss(logits, batch.target).sum(), u)
     assert g.abs().sum() > 0
+
+
+def test_cell_on_fewer_images_drops_from_the_clean_score_of_those_images(own_run):
+    run_dir, tmp = own_run
+    table = pd.read_csv(tmp / "leaderboards" / "saliency.csv")
+    zoo = table[table.attack == "zoo"].iloc[0]
+    assert zoo.n_images == 4 and zoo.queries == 60 and 1 < zoo.queries_used <= 60
+    clean_cell = next(p for p in (run_dir / "cells").iterdir() if json.loads((p / "summary.json").read_text())["cell"]["attack"] == "none")
+    first4 = [json.loads(line)["S"] for line in (clean_cell / "records.jsonl").read_text().splitlines()[:4]]
+    assert abs(zoo.drop_S - (sum(first4) / 4 - zoo.S)) < 1e-6
+    for line in (run_dir / "cells").glob("*/records.jsonl"):
+        if "queries" in line.read_text():
+            assert all(0 < json.loads(r)["queries"] <= 60 for r in line.read_text().splitlines())
