@@ -109,7 +109,9 @@ def transfer_matrix(table: pd.DataFrame, metric: str = "S") -> dict[str, pd.Data
     for setting, g in moved.groupby(["dataset", "attack", "modality", "norm", "eps", "steps"], sort=True):
         dataset, attack, modality, norm, eps, steps = setting
         name = f"{attack} {norm} eps {_fmt_eps(eps)} {modality}, {steps} steps, on {dataset}"
-        out[name] = g.pivot_table(index="surrogate", columns="model", values=metric, aggfunc="first")
+        matrix = g.pivot_table(index="surrogate", columns="model", values=metric, aggfunc="first")
+        clean = table[(table.attack == "none") & (table.dataset == dataset)].groupby("model")[metric].first()
+        out[name] = pd.concat([matrix, clean.reindex(matrix.columns).to_frame("clean").T])
     return out
 
 
@@ -118,7 +120,7 @@ def _write_transfer(directory: Path, task: str, table: pd.DataFrame) -> None:
     if not matrices:
         return
     lines = [f"# Transfer: {task}\n", "S-measure of each target (column) under adversarial inputs crafted on "
-             "each surrogate (row). The diagonal is the white-box attack.\n"]
+             "each surrogate (row); the diagonal is the white-box attack, the last row the clean score.\n"]
     for name, m in matrices.items():
         lines += [f"## {name}\n", "| surrogate \\ target | " + " | ".join(m.columns) + " |",
                   "|" + "---|" * (len(m.columns) + 1)]
