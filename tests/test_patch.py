@@ -109,7 +109,7 @@ def test_only_the_attacked_modality_changes(modality, toy_model, toy_batch):
 
 def test_universal_patch_fits_on_batches_and_transfers(tiny):
     th = ThreatModel(norm="patch", eps=0.04, modality="rgbd", steps=1)
-    train = [_batch("train", i, 4, tiny.input_size) for i in (0, 4)]
+    train = [_batch("train", i, 4, tiny.input_size) for i in (0, 4, 8, 12)]
 
     def views():
         for b in train:
@@ -117,9 +117,9 @@ def test_universal_patch_fits_on_batches_and_transfers(tiny):
             yield SAL.attacked_model(tiny, space), space.initial(), b.target, b.names
 
     torch.manual_seed(0)
-    patch = ATTACKS["upatch"].fit(views, th, SAL, epochs=3, **FAST)
+    patch = ATTACKS["upatch"].fit(views, th, SAL, epochs=5, **FAST)
     assert patch.shape == (4, 25, 25) and 0 <= patch.min() and patch.max() <= 1
-    test = _batch("test", 4, 4, tiny.input_size)
+    test = _batch("test", 4, 8, tiny.input_size)
     out, rgb, depth = _run("upatch", tiny, test, th, universal=patch)
     check_budget(test.names, test.rgb, test.depth, rgb, depth, th, out.mask)
     for i, (r, c) in enumerate(_tops(out.mask)):
