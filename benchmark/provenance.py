@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-LIBRARIES = ("torch", "torchvision", "torchattacks", "adversarial-robustness-toolbox", "pysodmetrics", "numpy")
+LIBRARIES = ("torch", "torchvision", "torchattacks", "adversarial-robustness-toolbox", "pysodmetrics", "open_clip_torch",
+             "numpy")
 
 
 def git_state() -> dict[str, str | bool | None]:
