@@ -23,7 +23,7 @@ from attacks import ATTACKS
 from attacks.base import as_output
 from benchmark import leaderboard, plots
 from benchmark.checks import ModelTampered, check_budget, model_fingerprint
-from benchmark.data import Batch, load_dataset, make_batch
+from benchmark.data import Batch, Sample, load_dataset, make_batch
 from benchmark.provenance import device_info, git_state, library_versions, sha256_json
 from benchmark.results import RunStore
 from benchmark.suite import Cell, Suite, load_suite
@@ -55,6 +55,18 @@ def seed_everything(*parts: object) -> int:
 
 
 RUNNER_PARAMS = ("fit_dataset", "fit_images")  # cell params the runner consumes (universal fitting)
+
+
+def attack_params(cell: Cell) -> dict[str, Any]:
+    """The cell's params meant for the attack (without those the runner consumes)."""
+    return {k: v for k, v in cell.params.items() if k not in RUNNER_PARAMS}
+
+
+def make_batches(samples: list[Sample], count: int, size: int, batch_size: int, device: torch.device) -> list[Batch]:
+    """The first ``count`` samples as network-resolution batches on ``device``."""
+    return [make_batch(samples[i:min(i + batch_size, count)], size).to(device) for i in range(0, count, batch_size)]
+
+
 INFO = ("queries", "success", "l0", "patch_area", "patch_side")  # per-image numbers averaged into the summary
 
 
@@ -72,7 +84,7 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Batch]
     A patch attack's cell is scored twice: on the full map and with the patch pixels excluded."""
     attack = ATTACKS[cell.attack]
     crafter = model if crafter is None else crafter
-    params = {k: v for k, v in cell.params.items() if k not in RUNNER_PARAMS}
+    params = attack_params(cell)
     if universal is not None:
         params["universal"] = universal
     records, curves, curves_nopatch, adversarial, seconds = [], ([], []), ([], []), [], 0.0
@@ -135,14 +147,11 @@ def fit_universal(cell: Cell, crafter: torch.nn.Module, task: Any, suite: Suite,
                          f"give params.fit_dataset, a different training set")
     train = load_dataset(fit_name, "train", cfg.data_root)
     n = min(int(cell.params.get("fit_images", 128)), len(train))
-    samples = [train[i] for i in range(n)]
-    batches = [make_batch(samples[i:i + suite.batch_size], size).to(device)
-               for i in range(0, n, suite.batch_size)]
+    batches = make_batches([train[i] for i in range(n)], n, size, suite.batch_size, device)
     seed = seed_everything(suite.seed, cell.id, "fit")
     attack = ATTACKS[cell.attack]
-    params = {k: v for k, v in cell.params.items() if k not in RUNNER_PARAMS}
     print(f"[bench] fitting universal {cell.attack} on {n} {fit_name} train images", file=sys.stderr)
-    pert = attack.fit(_train_views(task, crafter, batches, cell.threat), cell.threat, task, **params)
+    pert = attack.fit(_train_views(task, crafter, batches, cell.threat), cell.threat, task, **attack_params(cell))
     store.write_universal(cell.id, pert, {"attack": cell.attack, "kind": attack.universal_kind, "cell": cell.spec(),
                                           "eps": cell.threat.space_eps, "modality": cell.threat.modality,
                                           "fit_dataset": fit_name, "fit_images": n, "seed": seed})
@@ -177,11 +186,7 @@ def run(cfg: RunConfig) -> Path:
     print(f"[bench] {run_id}: {len(suite.cells)} cells, {done} already done, {n} images", file=sys.stderr)
     if todo:
         samples = [dataset[i] for i in range(n)]
-
-        def batches(count: int) -> list[Batch]:
-            return [make_batch(samples[i:min(i + suite.batch_size, count)], model.input_size).to(device)
-                    for i in range(0, count, suite.batch_size)]
-        all_batches = batches(n)
+        all_batches = make_batches(samples, n, model.input_size, suite.batch_size, device)
         fingerprint = model_fingerprint(model)
         surrogates: dict[str, ResolvedModel] = {}
         for cell in tqdm(todo, desc=f"bench {resolved.name}", unit="cell"):
@@ -195,7 +200,8 @@ def run(cfg: RunConfig) -> Path:
             universal = None
             if hasattr(ATTACKS[cell.attack], "fit"):
                 universal = fit_universal(cell, crafter, task, suite, store, cfg, dataset_name, model.input_size, device)
-            cell_batches = all_batches if cell.images is None or cell.images >= n else batches(cell.images)
+            cell_batches = (all_batches if cell.images is None or cell.images >= n
+                            else make_batches(samples, cell.images, model.input_size, suite.batch_size, device))
             run_cell(cell, model, task, cell_batches, suite, fingerprint, store, crafter, universal, extra)
 
     summaries = [store.summary(c.id) for c in suite.cells]
