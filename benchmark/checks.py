@@ -37,13 +37,13 @@ def changed_pixels(rgb0: Tensor, depth0: Tensor, rgb: Tensor, depth: Tensor) -> 
     return moved.amax(1, keepdim=True) > TOLERANCE
 
 
-def perturbation_norms(rgb0: Tensor, depth0: Tensor, rgb: Tensor, depth: Tensor) -> dict[str, Tensor]:
+def perturbation_norms(rgb0: Tensor, depth0: Tensor, rgb: Tensor, depth: Tensor, changed: Tensor) -> dict[str, Tensor]:
     """Per-image L-inf and L2 norms of the RGB and depth perturbations, and the L0 fraction of
-    pixel positions changed."""
+    pixel positions ``changed`` (from :func:`changed_pixels`)."""
     dr, dd = (rgb - rgb0).flatten(1), (depth - depth0).flatten(1)
     return {"linf_rgb": dr.abs().amax(1), "linf_depth": dd.abs().amax(1),
             "l2_rgb": dr.norm(dim=1), "l2_depth": dd.norm(dim=1),
-            "l0": changed_pixels(rgb0, depth0, rgb, depth).flatten(1).float().mean(1)}
+            "l0": changed.flatten(1).float().mean(1)}
 
 
 def _region_excess(changed: Tensor, threat: ThreatModel, mask: Tensor | None) -> Tensor:
@@ -61,7 +61,8 @@ def check_budget(names: list[str], rgb0: Tensor, depth0: Tensor, rgb: Tensor, de
                  threat: ThreatModel, mask: Tensor | None = None) -> dict[str, Tensor]:
     """Raise :class:`BudgetViolation` naming the image if any perturbation leaves the threat model.
     ``mask`` (N,1,H,W) bool: a patch attack's patch pixels, the only ones it may change."""
-    n = perturbation_norms(rgb0, depth0, rgb, depth)
+    changed = changed_pixels(rgb0, depth0, rgb, depth)
+    n = perturbation_norms(rgb0, depth0, rgb, depth, changed)
     lo, hi = min(rgb.min().item(), depth.min().item()), max(rgb.max().item(), depth.max().item())
     if lo < 0 or hi > 1:
         raise BudgetViolation(f"adversarial input leaves [0,1]: range [{lo:.6g}, {hi:.6g}]")
@@ -70,7 +71,7 @@ def check_budget(names: list[str], rgb0: Tensor, depth0: Tensor, rgb: Tensor, de
     if threat.norm == "linf":
         excess = torch.maximum(n["linf_rgb"] - eps_rgb, n["linf_depth"] - eps_d)
     elif not threat.pixel_norm:
-        excess = _region_excess(changed_pixels(rgb0, depth0, rgb, depth), threat, mask)
+        excess = _region_excess(changed, threat, mask)
     else:
         e = threat.space_eps
         w_rgb = e / eps_rgb if eps_rgb > 0 else 0.0
