@@ -1,10 +1,9 @@
-# make bench MODEL=jldcf [CKPT=file] [DATA=folder DATASET=NJU2K] [SUITE=default|own|transfer] [DEVICE=cpu] [ARGS="--model-arg backbone=resnet50"]
+# make bench MODEL=jldcf|bbsnet|d3net|clip-tiny|rgbd-clip|clip [CKPT=file] [DATA=folder DATASET=NJU2K] [SUITE=default|own|transfer|clip] [DEVICE=cpu] [ARGS="--model-arg backbone=resnet50"]
 # make transfer [MODELS="jldcf bbsnet d3net"]   make perf   make compare BASE=HEAD~1
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 MODEL  ?= jldcf
-SUITE  ?= default
 DEVICE ?= cpu
 BASE   ?= HEAD~1
 MODELS ?= jldcf bbsnet d3net
@@ -20,7 +19,7 @@ $(PY): pyproject.toml constraints.txt
 venv: $(PY)
 
 bench: $(PY)
-	$(PY) -m benchmark run --model $(MODEL) --suite $(SUITE) --device $(DEVICE) \
+	$(PY) -m benchmark run --model $(MODEL) --device $(DEVICE) $(if $(SUITE),--suite $(SUITE)) \
 		$(if $(CKPT),--ckpt $(CKPT)) $(if $(DATA),--data $(DATA)) $(if $(DATASET),--dataset $(DATASET)) $(ARGS)
 
 # every model in MODELS under attacks crafted on every surrogate of benchmark/suites/transfer.yaml

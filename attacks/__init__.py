@@ -1,7 +1,7 @@
 """Attack registry. Adding an attack is one module plus one line here."""
 from .art_backend import ARTAttack
 from .art_patch import ARTPatch
-from .base import Attack, AttackOutput, NoAttack
+from .base import CLASSIFICATION, Attack, AttackOutput, NoAttack
 from .cw import CarliniWagnerL2
 from .jsma import JSMA
 from .patch import PatchAttack, UniversalPatch
@@ -23,10 +23,26 @@ ATTACKS: dict[str, Attack] = {
     "nifgsm": TorchattacksAttack("NIFGSM", "linf"),
     "vmifgsm": TorchattacksAttack("VMIFGSM", "linf", N=5),
     "eotpgd": TorchattacksAttack("EOTPGD", "linf", eot_iter=2, random_start=True),
+    # torchattacks, classifiers only; minimum-norm ones are kept where they fit the budget
+    "autoattack": TorchattacksAttack("AutoAttack", ("linf", "l2"), tasks=CLASSIFICATION, version="standard"),
+    "square": TorchattacksAttack("Square", ("linf", "l2"), tasks=CLASSIFICATION),  # black-box, n_queries
+    "fab": TorchattacksAttack("FAB", ("linf", "l2"), minimum_norm=True, tasks=CLASSIFICATION),
+    "deepfool": TorchattacksAttack("DeepFool", "l2", minimum_norm=True, tasks=CLASSIFICATION),
+    "ta-cw": TorchattacksAttack("CW", "l2", minimum_norm=True, tasks=CLASSIFICATION, c=1.0, lr=0.01),
+    "ta-jsma": TorchattacksAttack("JSMA", "l0", minimum_norm=True, tasks=CLASSIFICATION, theta=1.0),
     # ART; art-fgm is fgsm and art-pgd (no random start) is bim, through the other library
     "art-fgm": ARTAttack("FastGradientMethod"),
     "art-pgd": ARTAttack("ProjectedGradientDescent", num_random_init=0),
     "art-square": ARTAttack("SquareAttack", p_init=0.1),
+    # ART, classifiers only
+    "art-cw": ARTAttack("CarliniL2Method", ("l2",), minimum_norm=True, tasks=CLASSIFICATION, binary_search_steps=5),
+    "art-deepfool": ARTAttack("DeepFool", ("l2",), minimum_norm=True, tasks=CLASSIFICATION),
+    "art-jsma": ARTAttack("SaliencyMapMethod", ("l0",), minimum_norm=True, tasks=CLASSIFICATION, targeted_only=True,
+                          theta=1.0),
+    "art-uap": ARTAttack("UniversalPerturbation", tasks=CLASSIFICATION, attacker="fgsm"),  # one per batch
+    "art-zoo": ARTAttack("ZooAttack", ("l2",), minimum_norm=True, tasks=CLASSIFICATION, batch_size=1,
+                         use_resize=False, binary_search_steps=1, nb_parallel=64),
+    "art-hsj": ARTAttack("HopSkipJump", ("l2", "linf"), minimum_norm=True, tasks=CLASSIFICATION),
     # our own attacks, for what the libraries do not cover on dense outputs
     "zoo": ZOO(),  # black-box, query budget
     "jsma": JSMA(),  # sparse, L0

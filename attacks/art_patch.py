@@ -31,7 +31,7 @@ from art.attacks.evasion import AdversarialPatchPyTorch
 from art.estimators.classification import PyTorchClassifier
 from torch import Tensor, nn
 
-from .base import AttackOutput, check_norm
+from .base import CLASSIFICATION, AttackOutput, check_norm
 from .patch import name_generator, patch_output, patch_side, placements
 from .threat import ThreatModel
 
@@ -55,6 +55,7 @@ class ARTPatch:
 
     backend = "art"
     norms = ("patch",)
+    tasks = CLASSIFICATION
 
     def __call__(self, dense: nn.Module, u0: Tensor, target: Tensor, threat: ThreatModel, task: Any, *,
                  names: list[str], placement: str = "object", at: tuple[float, float] = (0.5, 0.5),

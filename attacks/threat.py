@@ -87,17 +87,24 @@ class ThreatModel:
 
 
 class AttackSpace:
-    """Maps a clean RGB-D batch to the attack space ``u`` and an attacked ``u`` back to (rgb, depth)."""
+    """Maps a clean RGB-D batch to the attack space ``u`` and an attacked ``u`` back to (rgb, depth).
+    A model that takes one modality only (a classifier's query) has None for the other, which then
+    cannot be attacked."""
 
-    def __init__(self, rgb: Tensor, depth: Tensor, threat: ThreatModel):
+    def __init__(self, rgb: Tensor | None, depth: Tensor | None, threat: ThreatModel):
+        wanted = {"rgb": ("rgb",), "depth": ("depth",), "rgbd": ("rgb", "depth")}[threat.modality]
+        missing = [m for m, x in (("rgb", rgb), ("depth", depth)) if x is None and m in wanted]
+        if missing:
+            raise ValueError(f"modality {threat.modality!r}: the model takes no {missing[0]} input")
         self.rgb, self.depth, self.threat = rgb, depth, threat
         eps = threat.channel_eps
         e = threat.space_eps
         # scale_c = E / eps_c (1 where a channel is unperturbable, i.e. eps_c = E = 0, and for l0/patch)
         scale = [e / c if c > 0 and threat.pixel_norm else 1.0 for c in eps]
-        self.scale = torch.tensor(scale, dtype=rgb.dtype, device=rgb.device).view(1, -1, 1, 1)
+        like = rgb if rgb is not None else depth
+        self.scale = torch.tensor(scale, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
 
-    def _stack(self, rgb: Tensor, depth: Tensor) -> Tensor:
+    def _stack(self, rgb: Tensor | None, depth: Tensor | None) -> Tensor:
         m = self.threat.modality
         return rgb if m == "rgb" else depth if m == "depth" else torch.cat([rgb, depth], 1)
 
@@ -105,7 +112,7 @@ class AttackSpace:
         """The clean batch in attack space."""
         return 0.5 + (self._stack(self.rgb, self.depth) - 0.5) * self.scale
 
-    def compose(self, u: Tensor) -> tuple[Tensor, Tensor]:
+    def compose(self, u: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """(rgb, depth) in [0,1] from an attack-space tensor; unattacked modalities stay clean."""
         x = (0.5 + (u - 0.5) / self.scale).clamp(0, 1)
         m = self.threat.modality

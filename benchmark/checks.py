@@ -31,19 +31,28 @@ def model_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def changed_pixels(rgb0: Tensor, depth0: Tensor, rgb: Tensor, depth: Tensor) -> Tensor:
+def _present(rgb0: Tensor | None, depth0: Tensor | None, rgb: Tensor | None, depth: Tensor | None
+             ) -> dict[str, tuple[Tensor, Tensor]]:
+    """The modalities the model takes (a classifier's query may be RGB or depth alone): name -> (clean, adversarial)."""
+    pairs = {"rgb": (rgb0, rgb), "depth": (depth0, depth)}
+    return {m: (a, b) for m, (a, b) in pairs.items() if a is not None and b is not None}
+
+
+def changed_pixels(rgb0: Tensor | None, depth0: Tensor | None, rgb: Tensor | None, depth: Tensor | None) -> Tensor:
     """(N,1,H,W) bool: pixel positions where any RGB or depth channel moved by more than TOLERANCE."""
-    moved = torch.cat([(rgb - rgb0).abs(), (depth - depth0).abs()], 1)
+    moved = torch.cat([(b - a).abs() for a, b in _present(rgb0, depth0, rgb, depth).values()], 1)
     return moved.amax(1, keepdim=True) > TOLERANCE
 
 
-def perturbation_norms(rgb0: Tensor, depth0: Tensor, rgb: Tensor, depth: Tensor, changed: Tensor) -> dict[str, Tensor]:
-    """Per-image L-inf and L2 norms of the RGB and depth perturbations, and the L0 fraction of
-    pixel positions ``changed`` (from :func:`changed_pixels`)."""
-    dr, dd = (rgb - rgb0).flatten(1), (depth - depth0).flatten(1)
-    return {"linf_rgb": dr.abs().amax(1), "linf_depth": dd.abs().amax(1),
-            "l2_rgb": dr.norm(dim=1), "l2_depth": dd.norm(dim=1),
-            "l0": changed.flatten(1).float().mean(1)}
+def perturbation_norms(rgb0: Tensor | None, depth0: Tensor | None, rgb: Tensor | None, depth: Tensor | None,
+                       changed: Tensor) -> dict[str, Tensor]:
+    """Per-image L-inf and L2 norms of the perturbation of each modality the model takes, and the L0
+    fraction of pixel positions ``changed`` (from :func:`changed_pixels`)."""
+    norms = {}
+    for m, (a, b) in _present(rgb0, depth0, rgb, depth).items():
+        d = (b - a).flatten(1)
+        norms.update({f"linf_{m}": d.abs().amax(1), f"l2_{m}": d.norm(dim=1)})
+    return {**norms, "l0": changed.flatten(1).float().mean(1)}
 
 
 def _region_excess(changed: Tensor, threat: ThreatModel, mask: Tensor | None) -> Tensor:
@@ -57,36 +66,36 @@ def _region_excess(changed: Tensor, threat: ThreatModel, mask: Tensor | None) ->
     return torch.maximum(outside, mask.flatten(1).sum(1) - threat.eps * area)
 
 
-def check_budget(names: list[str], rgb0: Tensor, depth0: Tensor, rgb: Tensor, depth: Tensor,
-                 threat: ThreatModel, mask: Tensor | None = None) -> dict[str, Tensor]:
+def check_budget(names: list[str], rgb0: Tensor | None, depth0: Tensor | None, rgb: Tensor | None,
+                 depth: Tensor | None, threat: ThreatModel, mask: Tensor | None = None) -> dict[str, Tensor]:
     """Raise :class:`BudgetViolation` naming the image if any perturbation leaves the threat model.
-    ``mask`` (N,1,H,W) bool: a patch attack's patch pixels, the only ones it may change."""
+    A modality the model does not take is None. ``mask`` (N,1,H,W) bool: a patch attack's patch pixels,
+    the only ones it may change."""
+    present = _present(rgb0, depth0, rgb, depth)
     changed = changed_pixels(rgb0, depth0, rgb, depth)
     n = perturbation_norms(rgb0, depth0, rgb, depth, changed)
-    lo, hi = min(rgb.min().item(), depth.min().item()), max(rgb.max().item(), depth.max().item())
+    lo = min(b.min().item() for _, b in present.values())
+    hi = max(b.max().item() for _, b in present.values())
     if lo < 0 or hi > 1:
         raise BudgetViolation(f"adversarial input leaves [0,1]: range [{lo:.6g}, {hi:.6g}]")
-    eps_rgb = threat.eps if threat.modality in ("rgb", "rgbd") else 0.0
-    eps_d = threat.depth_eps if threat.modality in ("depth", "rgbd") else 0.0
+    attacked = {"rgb": ("rgb", "rgbd"), "depth": ("depth", "rgbd")}
+    eps = {m: (threat.eps if m == "rgb" else threat.depth_eps) if threat.modality in attacked[m] else 0.0
+           for m in present}
     if threat.norm == "linf":
-        excess = torch.maximum(n["linf_rgb"] - eps_rgb, n["linf_depth"] - eps_d)
+        excess = torch.stack([n[f"linf_{m}"] - eps[m] for m in present]).amax(0)
     elif not threat.pixel_norm:
         excess = _region_excess(changed, threat, mask)
     else:
         e = threat.space_eps
-        w_rgb = e / eps_rgb if eps_rgb > 0 else 0.0
-        w_d = e / eps_d if eps_d > 0 else 0.0
-        excess = torch.sqrt((n["l2_rgb"] * w_rgb) ** 2 + (n["l2_depth"] * w_d) ** 2) - e * (1 + L2_RELATIVE_TOLERANCE)
-    # A modality outside the threat model must stay untouched.
-    if threat.modality == "depth":
-        excess = torch.maximum(excess, n["linf_rgb"])
-    if threat.modality == "rgb":
-        excess = torch.maximum(excess, n["linf_depth"])
+        weighted = sum((n[f"l2_{m}"] * (e / eps[m] if eps[m] > 0 else 0.0)) ** 2 for m in present)
+        excess = torch.sqrt(weighted) - e * (1 + L2_RELATIVE_TOLERANCE)
+    for m in present:  # a modality outside the threat model must stay untouched
+        if threat.modality not in attacked[m]:
+            excess = torch.maximum(excess, n[f"linf_{m}"])
     bad = (excess > TOLERANCE).nonzero().flatten().tolist()
     if bad:
         i = bad[0]
-        raise BudgetViolation(
-            f"image {names[i]}: perturbation exceeds the {threat.norm} budget by {excess[i].item():.3g} "
-            f"(threat {threat.to_dict()}; linf rgb {n['linf_rgb'][i].item():.6g}, depth "
-            f"{n['linf_depth'][i].item():.6g}; l2 rgb {n['l2_rgb'][i].item():.6g}, depth {n['l2_depth'][i].item():.6g})")
+        found = "; ".join(f"{k} {v[i].item():.6g}" for k, v in n.items() if k != "l0")
+        raise BudgetViolation(f"image {names[i]}: perturbation exceeds the {threat.norm} budget by "
+                              f"{excess[i].item():.3g} (threat {threat.to_dict()}; {found})")
     return n

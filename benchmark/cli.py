@@ -34,15 +34,16 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from benchmark.train import RECIPES, train
+    from benchmark.zoo import CACHE, TRAINERS
     from models import TINY_VARIANT
 
     name = TINY_VARIANT.get(a.model, a.model)
-    if name not in RECIPES:
-        raise SystemExit(f"no training recipe for {a.model!r}; trainable: {sorted(RECIPES)}")
-    out = Path(a.out or f"results/checkpoints/{name}-{RECIPES[name].id}.pt")
-    scores = train(name, out, RECIPES[name], a.device)
-    print(f"saved {out}; clean synthetic-test scores: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()))
+    if name not in TRAINERS:
+        raise SystemExit(f"no training recipe for {a.model!r}; trainable: {sorted(TRAINERS)}")
+    recipe, trainer = TRAINERS[name]
+    out = Path(a.out or CACHE / f"{name}-{recipe.id}.pt")
+    scores = trainer(name, out, recipe, a.device)
+    print(f"saved {out}; clean test scores: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()))
     return 0
 
 
@@ -79,7 +80,7 @@ def cmd_list(a: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmark", description="Adversarial robustness benchmark for "
-                                "RGB-D saliency models.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                "RGB-D saliency models and CLIP-like models.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a suite on one model and update the leaderboard")
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                    "jldcf/bbsnet/d3net mean their tiny variants, trained and cached on first use")
     r.add_argument("--ckpt", help="checkpoint file (official release layout for jldcf/bbsnet; a folder of "
                    "RgbNet.pth/RgbdNet.pth/DepthNet.pth for d3net)")
-    r.add_argument("--suite", default="default", help="suite name in benchmark/suites or a YAML path")
+    r.add_argument("--suite", help="suite name in benchmark/suites or a YAML path (default: the model task's, "
+                   "'default' for saliency, 'clip' for classification)")
     r.add_argument("--dataset", help="dataset name (default: the suite's); see `list datasets`")
     r.add_argument("--data", help="folder holding <DATASET>/{RGB,depth,GT}")
     r.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -99,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--leaderboards", default="leaderboards", help="leaderboard folder")
     r.set_defaults(func=cmd_run)
 
-    t = sub.add_parser("train", help="train a tiny variant on the synthetic train split")
-    t.add_argument("--model", required=True, help="jldcf, bbsnet, d3net (or their -tiny names)")
+    t = sub.add_parser("train", help="train a small variant on its embedded train split")
+    t.add_argument("--model", required=True, help="jldcf, bbsnet, d3net (or their -tiny names), clip-tiny, rgbd-clip")
     t.add_argument("--out", help="checkpoint path (default: the cache used by `run`)")
     t.add_argument("--device", default="cpu")
     t.set_defaults(func=cmd_train)

@@ -15,14 +15,17 @@ from attacks import MODALITIES  # noqa: E402
 
 
 def robustness_curves(df: pd.DataFrame, out: Path, title: str, metric: str = "S") -> Path:
-    """S-measure (by default) against L-inf eps (x255) for every attack run at several budgets."""
-    fig, axes = plt.subplots(1, len(MODALITIES), figsize=(4.2 * len(MODALITIES), 3.6), sharey=True)
+    """``metric`` against L-inf eps (x255) for every attack run at several budgets, one panel per
+    attacked modality."""
     clean = df[df.attack == "none"]
     white_box = df.surrogate == "-" if "surrogate" in df else True
     attacked = df[(df.attack != "none") & (df.norm == "linf") & white_box]
+    modalities = [m for m in MODALITIES if (attacked.modality == m).any()] or list(MODALITIES[:1])
+    fig, axes = plt.subplots(1, len(modalities), figsize=(4.2 * len(modalities), 3.6), sharey=True, squeeze=False)
+    axes = axes[0]
     palette = plt.get_cmap("tab20")
     colour = {a: palette(i % 20) for i, a in enumerate(sorted(attacked.attack.unique()))}
-    for ax, modality in zip(axes, MODALITIES):
+    for ax, modality in zip(axes, modalities):
         sub = attacked[attacked.modality == modality]
         for attack, g in sub.groupby("attack"):
             g = g.sort_values("eps")

@@ -1,7 +1,7 @@
 """The results store: ``results/<run>/manifest.json`` and one folder per finished cell.
 
 A cell folder holds ``records.jsonl`` (one line per image: scores and perturbation norms),
-``curves.npz`` (the per-image F and E curves), ``summary.json`` (dataset scores) and, for patch
+``curves.npz`` (per-image curves where the task has them: saliency's F and E curves), ``summary.json`` (dataset scores) and, for patch
 attacks, ``adversarial.npz`` (every adversarial image with its true patch mask, for scoring patch
 defenses later). It is written under a temporary name and renamed into place, so a killed run leaves
 no half-written cell and a rerun skips exactly the finished ones.
@@ -52,12 +52,13 @@ class RunStore:
         return (self.cells / cell_id / "summary.json").is_file()
 
     def write_cell(self, cell_id: str, summary: dict[str, Any], records: list[dict[str, Any]],
-                   f_curves: np.ndarray, e_curves: np.ndarray, adversarial: dict[str, np.ndarray] | None = None) -> None:
+                   curves: dict[str, np.ndarray], adversarial: dict[str, np.ndarray] | None = None) -> None:
         self.cells.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.cells, prefix=f".{cell_id}."))
         try:
             (tmp / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-            np.savez_compressed(tmp / "curves.npz", f=f_curves, e=e_curves)
+            if curves:
+                np.savez_compressed(tmp / "curves.npz", **curves)
             if adversarial is not None:
                 np.savez_compressed(tmp / "adversarial.npz", **adversarial)
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
@@ -76,9 +77,12 @@ class RunStore:
         lines = (self.cells / cell_id / "records.jsonl").read_text().splitlines()
         return [json.loads(line) for line in lines]
 
-    def curves(self, cell_id: str) -> tuple[np.ndarray, np.ndarray]:
-        with np.load(self.cells / cell_id / "curves.npz") as z:
-            return z["f"], z["e"]
+    def curves(self, cell_id: str) -> dict[str, np.ndarray]:
+        path = self.cells / cell_id / "curves.npz"
+        if not path.is_file():
+            return {}
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
 
     def universal_path(self, cell_id: str) -> Path:
         return self.root / "universal" / f"{cell_id}.pt"

@@ -23,7 +23,7 @@ from attacks import ATTACKS
 from attacks.base import as_output
 from benchmark import leaderboard, plots
 from benchmark.checks import ModelTampered, check_budget, model_fingerprint
-from benchmark.data import Batch, Sample, load_dataset, make_batch
+from benchmark.data import load_dataset
 from benchmark.provenance import device_info, git_state, library_versions, sha256_json
 from benchmark.results import RunStore
 from benchmark.suite import Cell, Suite, load_suite
@@ -35,7 +35,7 @@ from benchmark.zoo import ResolvedModel, resolve_model
 class RunConfig:
     model: str
     ckpt: str | None = None
-    suite: str = "default"
+    suite: str | None = None  # default: the task's DEFAULT_SUITES entry
     dataset: str | None = None  # defaults to the suite's
     data_root: str | None = None
     device: str = "cpu"
@@ -54,6 +54,7 @@ def seed_everything(*parts: object) -> int:
     return seed
 
 
+DEFAULT_SUITES = {"saliency": "default", "classification": "clip"}
 RUNNER_PARAMS = ("fit_dataset", "fit_images")  # cell params the runner consumes (universal fitting)
 
 
@@ -62,22 +63,35 @@ def attack_params(cell: Cell) -> dict[str, Any]:
     return {k: v for k, v in cell.params.items() if k not in RUNNER_PARAMS}
 
 
-def make_batches(samples: list[Sample], count: int, size: int, batch_size: int, device: torch.device) -> list[Batch]:
-    """The first ``count`` samples as network-resolution batches on ``device``."""
-    return [make_batch(samples[i:min(i + batch_size, count)], size).to(device) for i in range(0, count, batch_size)]
+def make_batches(task: Any, samples: list[Any], count: int, size: int, batch_size: int,
+                 device: torch.device) -> list[Any]:
+    """The first ``count`` samples as the task's network-resolution batches on ``device``."""
+    return [task.make_batch(samples[i:min(i + batch_size, count)], size).to(device)
+            for i in range(0, count, batch_size)]
+
+
+def stack_curves(curves: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-image curve dicts (saliency: F and E curves; none for classification) as (N, ...) arrays."""
+    return {k: np.array([c[k] for c in curves]) for k in curves[0]} if curves else {}
 
 
 INFO = ("queries", "success", "l0", "patch_area", "patch_side")  # per-image numbers averaged into the summary
+MEDIAN_INFO = ("found_norm",)  # minimum-norm attacks: the median size of the perturbations found (inf: none)
 
 
-def _adversarial_arrays(names: list[str], rgb: Tensor, depth: Tensor, mask: Tensor) -> dict[str, np.ndarray]:
-    """A batch of adversarial inputs as stored: 8-bit RGB, 16-bit depth, the bool patch mask."""
-    return {"names": np.array(names), "rgb": (rgb * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy(),
-            "depth": (depth[:, 0] * 65535).round().to(torch.int32).cpu().numpy().astype(np.uint16),
-            "mask": mask[:, 0].cpu().numpy()}
+def _adversarial_arrays(names: list[str], rgb: Tensor | None, depth: Tensor | None,
+                        mask: Tensor) -> dict[str, np.ndarray]:
+    """A batch of adversarial inputs as stored: 8-bit RGB, 16-bit depth (those the model takes), the
+    bool patch mask."""
+    arrays = {"names": np.array(names), "mask": mask[:, 0].cpu().numpy()}
+    if rgb is not None:
+        arrays["rgb"] = (rgb * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    if depth is not None:
+        arrays["depth"] = (depth[:, 0] * 65535).round().to(torch.int32).cpu().numpy().astype(np.uint16)
+    return arrays
 
 
-def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Batch], suite: Suite,
+def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], suite: Suite,
              fingerprint: str, store: RunStore, crafter: torch.nn.Module | None = None,
              universal: Tensor | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Attack every batch (on ``crafter``, default the model itself), check, score, store the cell.
@@ -87,45 +101,46 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Batch]
     params = attack_params(cell)
     if universal is not None:
         params["universal"] = universal
-    records, curves, curves_nopatch, adversarial, seconds = [], ([], []), ([], []), [], 0.0
+    records, curves, curves_nopatch, adversarial, seconds = [], [], [], [], 0.0
     for bi, b in enumerate(batches):
         seed = seed_everything(suite.seed, cell.id, bi)
         space = task.attack_space(b, cell.threat)
         t0 = time.perf_counter()
+        # `seed` reaches the attacks that take one (AutoAttack, APGD, FAB, Square): recorded per image
         out = as_output(attack(task.attacked_model(crafter, space), space.initial(), b.target, cell.threat, task,
-                               names=b.names, **params))
+                               names=b.names, seed=seed, **params))
         seconds += time.perf_counter() - t0
         rgb, depth = space.compose(out.u)
         per_image = {**check_budget(b.names, b.rgb, b.depth, rgb, depth, cell.threat, out.mask), **out.info}
         if model_fingerprint(model) != fingerprint:
             raise ModelTampered(f"attack {cell.attack} changed the model's parameters or buffers")
         with torch.no_grad():
-            logits = model(rgb, depth)
-        for i, (scores, f, e) in enumerate(task.score(model, logits, b)):
+            logits = task.forward(model, rgb, depth)
+        for i, (scores, image_curves) in enumerate(task.score(model, logits, b)):
             records.append({"image": b.names[i], "seed": seed, **scores,
                             **{k: float(v[i]) for k, v in per_image.items()}})
-            curves[0].append(f)
-            curves[1].append(e)
+            curves.append(image_curves)
         if out.mask is not None:
-            for i, (scores, f, e) in enumerate(task.score(model, logits, b, exclude=out.mask)):
-                records[len(records) - len(b.names) + i].update({f"{k}_nopatch": v for k, v in scores.items()})
-                curves_nopatch[0].append(f)
-                curves_nopatch[1].append(e)
+            if task.score_without_patch:
+                for i, (scores, image_curves) in enumerate(task.score(model, logits, b, exclude=out.mask)):
+                    records[len(records) - len(b.names) + i].update({f"{k}_nopatch": v for k, v in scores.items()})
+                    curves_nopatch.append(image_curves)
             adversarial.append(_adversarial_arrays(b.names, rgb, depth, out.mask))
-    metrics = task.summarise(records, *map(np.array, curves))
-    if curves_nopatch[0]:
+    metrics = task.summarise(records, stack_curves(curves))
+    if curves_nopatch:
         stripped = [{k[: -len("_nopatch")]: v for k, v in r.items() if k.endswith("_nopatch")} for r in records]
-        nopatch = task.summarise(stripped, *map(np.array, curves_nopatch))
+        nopatch = task.summarise(stripped, stack_curves(curves_nopatch))
         metrics.update({f"{k}_nopatch": v for k, v in nopatch.items()})
     info = {k: float(np.mean([r[k] for r in records])) for k in INFO if records and k in records[0]}
+    info.update({k: float(np.median([r[k] for r in records])) for k in MEDIAN_INFO if records and k in records[0]})
     summary = {"id": cell.id, "cell": cell.spec(), "backend": attack.backend, "n_images": len(records),
                "attack_seconds": round(seconds, 3), "metrics": metrics, "info": info, **(extra or {})}
     arrays = {k: np.concatenate([a[k] for a in adversarial]) for k in adversarial[0]} if adversarial else None
-    store.write_cell(cell.id, summary, records, *map(np.array, curves), adversarial=arrays)
+    store.write_cell(cell.id, summary, records, stack_curves(curves), adversarial=arrays)
     return summary
 
 
-def _train_views(task: Any, crafter: torch.nn.Module, batches: list[Batch], threat: Any) -> Callable[[], Iterator]:
+def _train_views(task: Any, crafter: torch.nn.Module, batches: list[Any], threat: Any) -> Callable[[], Iterator]:
     """What a universal attack's ``fit`` iterates over (once per epoch): (dense, u0, target, names)."""
     def views() -> Iterator:
         for b in batches:
@@ -147,7 +162,7 @@ def fit_universal(cell: Cell, crafter: torch.nn.Module, task: Any, suite: Suite,
                          f"give params.fit_dataset, a different training set")
     train = load_dataset(fit_name, "train", cfg.data_root)
     n = min(int(cell.params.get("fit_images", 128)), len(train))
-    batches = make_batches([train[i] for i in range(n)], n, size, suite.batch_size, device)
+    batches = make_batches(task, [train[i] for i in range(n)], n, size, suite.batch_size, device)
     seed = seed_everything(suite.seed, cell.id, "fit")
     attack = ATTACKS[cell.attack]
     print(f"[bench] fitting universal {cell.attack} on {n} {fit_name} train images", file=sys.stderr)
@@ -158,15 +173,29 @@ def fit_universal(cell: Cell, crafter: torch.nn.Module, task: Any, suite: Suite,
     return pert
 
 
+def check_cells(suite: Suite, task: Any) -> None:
+    """Every cell's attack works on the task (an attack without ``tasks`` works on all of them)."""
+    for cell in suite.cells:
+        tasks = getattr(ATTACKS[cell.attack], "tasks", (task.name,))
+        if task.name not in tasks:
+            raise ValueError(f"suite {suite.name!r}: attack {cell.attack!r} works on {list(tasks)} models, "
+                             f"not on {task.name}")
+
+
 def run(cfg: RunConfig) -> Path:
     """Run (or resume) a suite on one model; update the leaderboard; return the run folder."""
-    suite = load_suite(cfg.suite)
-    dataset_name = cfg.dataset or suite.dataset
-    dataset = load_dataset(dataset_name, "test", cfg.data_root)
     resolved: ResolvedModel = resolve_model(cfg.model, cfg.ckpt, cfg.model_args)
     device = torch.device(cfg.device)
     model = resolved.model.to(device).eval().requires_grad_(False)
     task = TASKS[model.task]()
+    suite = load_suite(cfg.suite or DEFAULT_SUITES[task.name])
+    check_cells(suite, task)
+    dataset_name = cfg.dataset or suite.dataset
+    dataset = load_dataset(dataset_name, "test", cfg.data_root)
+    if dataset.task != task.name:
+        raise ValueError(f"dataset {dataset_name!r} is a {dataset.task} dataset; model {cfg.model!r} is a "
+                         f"{task.name} model")
+    task.prepare(model, dataset)
 
     n = len(dataset) if suite.limit is None else min(suite.limit, len(dataset))
     dataset_sha = dataset.manifest_sha256()
@@ -186,33 +215,40 @@ def run(cfg: RunConfig) -> Path:
     print(f"[bench] {run_id}: {len(suite.cells)} cells, {done} already done, {n} images", file=sys.stderr)
     if todo:
         samples = [dataset[i] for i in range(n)]
-        all_batches = make_batches(samples, n, model.input_size, suite.batch_size, device)
+        all_batches = make_batches(task, samples, n, model.input_size, suite.batch_size, device)
         fingerprint = model_fingerprint(model)
         surrogates: dict[str, ResolvedModel] = {}
         for cell in tqdm(todo, desc=f"bench {resolved.name}", unit="cell"):
             crafter, extra = model, {}
             if cell.surrogate is not None:
                 if cell.surrogate not in surrogates:
-                    surrogates[cell.surrogate] = resolve_model(cell.surrogate, (cfg.surrogate_ckpts or {}).get(cell.surrogate))
-                    surrogates[cell.surrogate].model.to(device).eval().requires_grad_(False)
+                    sur = resolve_model(cell.surrogate, (cfg.surrogate_ckpts or {}).get(cell.surrogate))
+                    sur.model.to(device).eval().requires_grad_(False)
+                    task.prepare(sur.model, dataset)
+                    surrogates[cell.surrogate] = sur
                 sur = surrogates[cell.surrogate]
                 crafter, extra = sur.model, {"surrogate_model": sur.name, "surrogate_checkpoint": sur.checkpoint}
             universal = None
             if hasattr(ATTACKS[cell.attack], "fit"):
                 universal = fit_universal(cell, crafter, task, suite, store, cfg, dataset_name, model.input_size, device)
             cell_batches = (all_batches if cell.images is None or cell.images >= n
-                            else make_batches(samples, cell.images, model.input_size, suite.batch_size, device))
+                            else make_batches(task, samples, cell.images, model.input_size, suite.batch_size, device))
             run_cell(cell, model, task, cell_batches, suite, fingerprint, store, crafter, universal, extra)
 
     summaries = [store.summary(c.id) for c in suite.cells]
     clean = next((c for c in suite.cells if c.attack == "none" and c.images is None), None)
+    clean_records = store.records(clean.id) if clean is not None else None
     for cell, summary in zip(suite.cells, summaries):
-        if clean is not None and cell.images is not None and cell.images < n:
+        if clean_records is None:
+            continue
+        summary["metrics"].update(task.against_clean(store.records(cell.id), clean_records))
+        if cell.images is not None and cell.images < n:
             # a cell on the first k images is compared with the clean scores of those same images
-            f, e = store.curves(clean.id)
-            summary["clean_metrics"] = task.summarise(store.records(clean.id)[:cell.images], f[:cell.images], e[:cell.images])
+            curves = {k: c[:cell.images] for k, c in store.curves(clean.id).items()}
+            summary["clean_metrics"] = task.summarise(clean_records[:cell.images], curves)
     rows = leaderboard.rows(summaries, model=resolved.name, checkpoint=resolved.checkpoint, dataset=dataset_name)
     table = leaderboard.update(cfg.leaderboard_dir, task.name, rows)
-    plots.robustness_curves(rows, store.root / "robustness.png", title=f"{resolved.name} on {dataset_name}")
+    plots.robustness_curves(rows, store.root / "robustness.png", title=f"{resolved.name} on {dataset_name}",
+                            metric=task.metrics[0])
     print(f"[bench] results: {store.root}\n[bench] leaderboard: {table}", file=sys.stderr)
     return store.root

@@ -62,8 +62,8 @@ def evaluate(model: SaliencyModel, split: str = "test", batch_size: int = 16) ->
     for start in range(0, len(ds), batch_size):
         b = make_batch([ds[i] for i in range(start, min(start + batch_size, len(ds)))], model.input_size)
         scored += task.score(model, model(b.rgb, b.depth), b)
-    scalars, f_curves, e_curves = zip(*scored)
-    return task.summarise(list(scalars), np.array(f_curves), np.array(e_curves))
+    scalars, curves = zip(*scored)
+    return task.summarise(list(scalars), {k: np.array([c[k] for c in curves]) for k in curves[0]})
 
 
 def train(name: str, out: Path, recipe: Recipe | None = None, device: str = "cpu") -> dict[str, float]:

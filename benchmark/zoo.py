@@ -1,27 +1,52 @@
-"""Resolve what `make bench MODEL=... [CKPT=...]` benchmarks: an official model with a given
-checkpoint, or a tiny variant trained here once and cached under ``results/checkpoints/``."""
+"""Resolve what `make bench MODEL=... [CKPT=...]` benchmarks: a model with a given checkpoint (official
+saliency releases, open_clip checkpoints), or a variant trained here once and cached under
+``results/checkpoints/`` (the tiny saliency models, clip-tiny, rgbd-clip)."""
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from torch import nn
 
 from benchmark.provenance import sha256_file
 from benchmark.train import RECIPES, train
-from models import MODELS, TINY_VARIANT, SaliencyModel, build_model
+from benchmark.train_clip import RECIPES as CLIP_RECIPES
+from benchmark.train_clip import train_clip
+from benchmark.train_rgbd_clip import RECIPES as RGBD_CLIP_RECIPES
+from benchmark.train_rgbd_clip import train_rgbd_clip
+from models import MODELS, TINY_VARIANT, build_model
 from models.base import load_state_dict_file
+
+# variant -> (recipe, trainer): what `make bench` trains on first use and `make train` trains
+TRAINERS: dict[str, tuple[Any, Callable[..., dict[str, float]]]] = {
+    **{name: (recipe, train) for name, recipe in RECIPES.items()},
+    **{name: (recipe, train_clip) for name, recipe in CLIP_RECIPES.items()},
+    **{name: (recipe, train_rgbd_clip) for name, recipe in RGBD_CLIP_RECIPES.items()},
+}
 
 CACHE = Path("results/checkpoints")
 
 
 @dataclass
 class ResolvedModel:
-    model: SaliencyModel
+    model: nn.Module
     name: str  # registry name actually built
     checkpoint: str  # label for leaderboards: stable across machines
     checkpoint_path: str
     checkpoint_sha256: str
+
+
+def load_weights(model: nn.Module, name: str, path: Path) -> None:
+    """Official saliency releases their own way; models with ``load_checkpoint`` (open_clip's way for
+    clip, rgbd-clip) theirs; our trained saliency variants as strict state_dicts."""
+    if name in TINY_VARIANT:
+        model.load_official_checkpoint(path)
+    elif hasattr(model, "load_checkpoint"):
+        model.load_checkpoint(path)
+    else:
+        model.load_strict(load_state_dict_file(path), str(path))
 
 
 def resolve_model(name: str, ckpt: str | None = None, model_args: dict[str, Any] | None = None,
@@ -32,24 +57,22 @@ def resolve_model(name: str, ckpt: str | None = None, model_args: dict[str, Any]
             raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
         model = build_model(name, **model_args)
         path = Path(ckpt)
-        if name in TINY_VARIANT:  # official release layout
-            model.load_official_checkpoint(path)
-        else:  # a checkpoint written by our own `train`
-            model.load_strict(load_state_dict_file(path), str(path))
+        load_weights(model, name, path)
         sha = sha256_file(path) if path.is_file() else "folder:" + "".join(
             sha256_file(p)[:16] for p in sorted(path.glob("*.pth")))
         return ResolvedModel(model, name, f"{path.name}@{sha[:8]}", str(path), sha)
 
     variant = TINY_VARIANT.get(name, name)
-    if variant not in RECIPES:
+    if variant not in TRAINERS:
         raise ValueError(f"model {name!r} needs a checkpoint: CKPT=/path/to/weights")
-    recipe = RECIPES[variant]
+    recipe, trainer = TRAINERS[variant]
     path = cache / f"{variant}-{recipe.id}.pt"
     if not path.is_file():
-        print(f"[bench] no cached checkpoint for {variant}: training it on the synthetic train split "
+        print(f"[bench] no cached checkpoint for {variant}: training it on its embedded train split "
               f"(once; cached at {path})", file=sys.stderr)
-        scores = train(variant, path, recipe)
-        print(f"[bench] trained {variant}: clean synthetic-test S-measure {scores['S']:.3f}", file=sys.stderr)
-    model = build_model(variant)
-    model.load_strict(load_state_dict_file(path), str(path))
+        scores = trainer(variant, path, recipe)
+        print(f"[bench] trained {variant}: clean test scores " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()),
+              file=sys.stderr)
+    model = build_model(variant, **model_args)
+    load_weights(model, variant, path)
     return ResolvedModel(model, variant, f"trained:recipe-{recipe.id}", str(path), sha256_file(path))

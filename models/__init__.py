@@ -1,30 +1,38 @@
 """Model registry. ``build_model(name, **kwargs)`` builds a randomly initialised model; nothing is
 downloaded. The official configurations load the released checkpoints; each ``-tiny`` variant is the
 same code with a small backbone and input, trained by ``python -m benchmark train`` on the embedded
-synthetic data."""
+synthetic data. Saliency models have ``task = "saliency"``; CLIP-like models ``task = "classification"``
+(zero-shot class prompts, or retrieval over a gallery)."""
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from torch import nn
+
 from .base import SaliencyModel
 from .bbsnet import BBSNet, bbsnet_tiny
+from .clip import CLIPZeroShot, clip_tiny
 from .d3net import D3Net, d3net_tiny
 from .jldcf import JLDCF, jldcf_tiny
+from .rgbd_clip import RGBDCLIP
 
-MODELS: dict[str, Callable[..., SaliencyModel]] = {
+MODELS: dict[str, Callable[..., nn.Module]] = {
     "jldcf": JLDCF,  # backbone = resnet101 (default) | resnet50 | vgg16 | densenet161; input 320
     "bbsnet": BBSNet,  # ResNet-50 RGB and depth streams; input 352
     "d3net": D3Net,  # RgbNet, RgbdNet, DepthNet + depth depurator; input 224
     "jldcf-tiny": jldcf_tiny,
     "bbsnet-tiny": bbsnet_tiny,
     "d3net-tiny": d3net_tiny,
+    "clip": CLIPZeroShot,  # any open_clip architecture: arch=ViT-B-32 (or config=<open_clip JSON>)
+    "clip-tiny": clip_tiny,  # models/configs/clip-tiny.json, trained on the embedded captioned shapes
+    "rgbd-clip": RGBDCLIP,  # RGB and depth encoders, ITC + ITM; query=rgb|depth
 }
 
 # `make bench MODEL=jldcf` without a checkpoint trains and benchmarks this variant.
 TINY_VARIANT = {"jldcf": "jldcf-tiny", "bbsnet": "bbsnet-tiny", "d3net": "d3net-tiny"}
 
 
-def build_model(name: str, **kwargs: Any) -> SaliencyModel:
+def build_model(name: str, **kwargs: Any) -> nn.Module:
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
     return MODELS[name](**kwargs)

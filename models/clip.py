@@ -35,8 +35,20 @@ class CLIPZeroShot(nn.Module):
 
     task = "classification"
 
-    def __init__(self, arch: str, classnames: Sequence[str] = (), templates: Sequence[str] = DEFAULT_TEMPLATES):
+    def __init__(self, arch: str | None = None, classnames: Sequence[str] = (),
+                 templates: Sequence[str] = DEFAULT_TEMPLATES, config: str | Path | None = None):
+        """``arch``: an open_clip config name; ``config``: a local open_clip JSON config file to register
+        first (its stem is the default ``arch``), for architectures open_clip does not ship."""
         super().__init__()
+        if config is not None:
+            config = Path(config)
+            if not config.is_file():
+                raise FileNotFoundError(f"open_clip model config not found: {config}")
+            open_clip.add_model_config(config)
+            arch = arch or config.stem
+        if arch is None:
+            raise ValueError("clip needs an open_clip architecture: --model-arg arch=ViT-B-32 "
+                             "(or --model-arg config=<open_clip JSON config>)")
         if arch not in open_clip.list_models():
             raise KeyError(f"unknown open_clip architecture {arch!r}; see open_clip.list_models() "
                            f"or register a JSON config with open_clip.add_model_config")
@@ -80,3 +92,14 @@ class CLIPZeroShot(nn.Module):
             raise RuntimeError("no classes: call set_classes(classnames) before classifying")
         image = F.normalize(self.model.encode_image(normalize(x, self.mean, self.std)), dim=-1)
         return self.model.logit_scale.exp() * image @ self.class_embeddings.to(image.dtype).T
+
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def clip_tiny(**kwargs) -> CLIPZeroShot:
+    """clip-tiny (``configs/clip-tiny.json``): a ViT on 32x32 images with a small text transformer,
+    trained on the embedded captioned shapes by ``benchmark.train_clip``."""
+    if "clip-tiny" not in open_clip.list_models():
+        open_clip.add_model_config(CONFIG_DIR)
+    return CLIPZeroShot("clip-tiny", **kwargs)

@@ -41,7 +41,7 @@ def _run(name, model, batch, threat, seed=0, **params):
 def _s_measure(model, batch, rgb, depth):
     with torch.no_grad():
         logits = model(rgb, depth)
-    return np.mean([s["S"] for s, _, _ in SAL.score(model, logits, batch)]), SAL.loss(logits, batch.target).mean().item()
+    return np.mean([s["S"] for s, _ in SAL.score(model, logits, batch)]), SAL.loss(logits, batch.target).mean().item()
 
 
 def _tops(mask):

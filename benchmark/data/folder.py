@@ -41,6 +41,8 @@ def _read(path: Path, mode: str) -> np.ndarray:
 class FolderRGBD:
     """A folder dataset; ``FolderRGBD(root, "NJU2K")[i]`` is a :class:`Sample`."""
 
+    task = "saliency"
+
     def __init__(self, root: str | Path, name: str):
         self.root, self.name = Path(root) / name, name
         if not self.root.is_dir():

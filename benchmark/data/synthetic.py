@@ -116,6 +116,8 @@ def make_scene(seed: int, split: str, index: int, size: int = 160) -> Sample:
 class SyntheticRGBD:
     """The embedded RGB-D SOD dataset: ``SyntheticRGBD("test")[i]`` is a :class:`Sample`."""
 
+    task = "saliency"
+
     def __init__(self, split: str = "test", seed: int = 0, size: int = 160, n: int | None = None):
         if split not in SPLIT_SIZES:
             raise ValueError(f"synthetic: unknown split {split!r}; choose from {sorted(SPLIT_SIZES)}")

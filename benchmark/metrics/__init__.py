@@ -2,7 +2,12 @@
 from .saliency import HIGHER_IS_BETTER as SALIENCY_HIGHER_IS_BETTER
 from .saliency import SUMMARY as SALIENCY_METRICS
 
+# Classification (zero-shot, and retrieval as classification over a gallery, where top-k is recall@k):
+# top-k accuracy (robust accuracy under attack) and the attack success rate over clean-correct images.
+CLASSIFICATION_METRICS = ("top1", "top5", "top10", "ASR")
+
 METRICS = {
     "saliency": SALIENCY_METRICS,
+    "classification": CLASSIFICATION_METRICS,
 }
-HIGHER_IS_BETTER = {**SALIENCY_HIGHER_IS_BETTER}
+HIGHER_IS_BETTER = {**SALIENCY_HIGHER_IS_BETTER, **{m: m != "ASR" for m in CLASSIFICATION_METRICS}}

@@ -1,14 +1,30 @@
-"""Task adapter for image classification (and, through class-prompt logits, CLIP zero-shot).
+"""Task adapter for image classification: CLIP zero-shot (class-prompt logits) and retrieval posed as
+classification over a gallery (the logits are scaled similarities to every gallery item, the label is
+the index of the query's match, so top-k accuracy is recall@k).
 
 The model maps the attack-space image u (N,C,H,W) in [0,1] to class logits (N,K); the target is the
-label (N,). Attack objective: cross-entropy. Black-box and C&W-style attacks use the margin
-m = Z_y - max_{j != y} Z_j of Carlini & Wagner (2017, eq. f_6): an attack succeeds when m < 0.
+label (N,). Attack objective: cross-entropy; for retrieval it pushes the query's embedding away from its
+match. Black-box and C&W-style attacks use the margin m = Z_y - max_{j != y} Z_j of Carlini & Wagner
+(2017, eq. f_6): an attack succeeds when m < 0.
+
+Metrics: top-k accuracy (k = 1, 5, 10; robust accuracy under attack) and the attack success rate
+ASR = #{clean-correct images misclassified under attack} / #{clean-correct images}.
 """
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from attacks.threat import AttackSpace, ThreatModel
+from benchmark.data.labelled import LabelledBatch, make_labelled_batch
+from benchmark.metrics import CLASSIFICATION_METRICS
+from benchmark.tasks.saliency import ModelView
+
+TOP_K = (1, 5, 10)
 
 
 def margin(logits: Tensor, label: Tensor) -> Tensor:
@@ -18,9 +34,39 @@ def margin(logits: Tensor, label: Tensor) -> Tensor:
     return true - other
 
 
+class ClassifierView(ModelView):
+    """u (attack space) -> the classifier's logits on the composed query image."""
+
+    def __init__(self, model: nn.Module, space: AttackSpace):
+        super().__init__(model)
+        self.space = space
+
+    def forward(self, u: Tensor) -> Tensor:
+        rgb, depth = self.space.compose(u)
+        return self.inner(rgb if rgb is not None else depth)
+
+
 class ClassificationTask:
     name = "classification"
+    metrics = CLASSIFICATION_METRICS
     early_stop = True  # once misclassified an image needs no more queries
+    score_without_patch = False  # a label has no pixels to exclude
+
+    def make_batch(self, samples: Sequence[Any], size: int) -> LabelledBatch:
+        return make_labelled_batch(samples, size)
+
+    def prepare(self, model: nn.Module, dataset: Any) -> None:
+        """Build the model's classes (prompt or gallery embeddings) for ``dataset``."""
+        model.set_classes(dataset.classnames, dataset.templates)
+
+    def attack_space(self, batch: LabelledBatch, threat: ThreatModel) -> AttackSpace:
+        return AttackSpace(batch.rgb, batch.depth, threat)
+
+    def attacked_model(self, model: nn.Module, space: AttackSpace) -> nn.Module:
+        return ClassifierView(model, space)
+
+    def forward(self, model: nn.Module, rgb: Tensor | None, depth: Tensor | None) -> Tensor:
+        return model(rgb if rgb is not None else depth)
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """(N,) cross-entropy, what gradient attacks maximise."""
@@ -61,3 +107,21 @@ class ClassificationTask:
     def art_labels(self, target: Tensor, nb_classes: int) -> np.ndarray:
         return F.one_hot(target, nb_classes).cpu().numpy().astype(np.float32)
 
+
+    # scoring
+    def score(self, model: nn.Module, logits: Tensor, batch: LabelledBatch,
+              exclude: Tensor | None = None) -> list[tuple[dict[str, float], dict[str, np.ndarray]]]:
+        """Per image: the rank of the true class (0 = top-1) and top-k hits; no curves. ``exclude`` (a
+        patch mask) does not apply to a label."""
+        true = logits.gather(1, batch.target[:, None])
+        rank = (logits > true).sum(1).cpu()
+        return [({"rank": int(r), **{f"top{k}": float(r < k) for k in TOP_K}}, {}) for r in rank]
+
+    def summarise(self, records: list[dict], curves: dict[str, np.ndarray]) -> dict[str, float]:
+        return {f"top{k}": float(np.mean([r[f"top{k}"] for r in records])) for k in TOP_K}
+
+    def against_clean(self, records: list[dict], clean: list[dict]) -> dict[str, float]:
+        """ASR over the images this cell and the clean cell share that were correct clean (NaN if none)."""
+        correct = {r["image"] for r in clean if r["top1"] == 1.0}
+        hit = [r["top1"] == 0.0 for r in records if r["image"] in correct]
+        return {"ASR": float(np.mean(hit)) if hit else float("nan")}

@@ -12,13 +12,15 @@ the clean prediction), a C&W-style hinge, when an attack has succeeded, and wher
 """
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks.threat import AttackSpace, ThreatModel
-from benchmark.data import Batch
+from benchmark.data import Batch, Sample, make_batch
 from benchmark.data.base import resize
 from benchmark.metrics import saliency as sod
 
@@ -87,6 +89,16 @@ class SaliencyTask:
     name = "saliency"
     metrics = sod.SUMMARY
     early_stop = False  # a dense attack keeps lowering the metric after "success"; spend the budget
+    score_without_patch = True  # a pasted patch may rightly become salient: also score without it
+
+    def make_batch(self, samples: Sequence[Sample], size: int) -> Batch:
+        return make_batch(samples, size)
+
+    def prepare(self, model: nn.Module, dataset: Any) -> None:
+        """Nothing to build: a saliency model's output does not depend on the dataset."""
+
+    def forward(self, model: nn.Module, rgb: Tensor, depth: Tensor) -> Tensor:
+        return model(rgb, depth)
 
     def attack_space(self, batch: Batch, threat: ThreatModel) -> AttackSpace:
         return AttackSpace(batch.rgb, batch.depth, threat)
@@ -141,12 +153,17 @@ class SaliencyTask:
         return target.flatten(1).cpu().numpy().astype(np.float32)
 
     # scoring
-    def summarise(self, records: list[dict], f_curves: np.ndarray, e_curves: np.ndarray) -> dict[str, float]:
-        return sod.summarise(records, f_curves, e_curves)
+    def summarise(self, records: list[dict], curves: dict[str, np.ndarray]) -> dict[str, float]:
+        return sod.summarise(records, curves["f"], curves["e"])
+
+    def against_clean(self, records: list[dict], clean: list[dict]) -> dict[str, float]:
+        """Every saliency metric is already a score of its own: nothing is relative to the clean cell."""
+        return {}
 
     def score(self, model: nn.Module, logits: Tensor, batch: Batch,
-              exclude: Tensor | None = None) -> list[tuple[dict, np.ndarray, np.ndarray]]:
-        """Official post-processing to each GT's size, then PySODMetrics; one entry per image.
+              exclude: Tensor | None = None) -> list[tuple[dict[str, float], dict[str, np.ndarray]]]:
+        """Official post-processing to each GT's size, then PySODMetrics; one entry per image: its
+        scalars and its F and E curves ("f", "e").
 
         ``exclude`` (N,1,S,S) bool, a patch mask: those pixels (resized to the GT, nearest) take the
         GT's value in the prediction, so they count as correct and only the damage outside the patch
@@ -159,5 +176,6 @@ class SaliencyTask:
             if exclude is not None:
                 m = F.interpolate(exclude[i : i + 1].float(), size=gt.shape[:2], mode="nearest")[0, 0].cpu().numpy() > 0
                 pred[m] = gt[m]
-            out.append(metric.step(pred, gt))
+            scalars, f, e = metric.step(pred, gt)
+            out.append((scalars, {"f": f, "e": e}))
         return out

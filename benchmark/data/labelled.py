@@ -1,0 +1,114 @@
+"""Labelled images for classification-task models: zero-shot classification, and retrieval posed as
+classification over a gallery (image -> text: each image's own caption is its class).
+
+A classification dataset yields items with ``name``, ``rgb`` (H,W,3) uint8 and ``label``, and has
+``classnames`` and ``templates``: what a CLIP-like model turns into its class embeddings (prompt
+``template.format(classname)``).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .base import _unit, resize
+from .folder import IMAGE_SUFFIXES, _read
+
+ZERO_SHOT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.")
+
+
+class LabelledItem(Protocol):
+    name: str
+    rgb: np.ndarray
+    label: int
+
+
+@dataclass
+class LabelledImage:
+    name: str
+    rgb: np.ndarray  # (H,W,3) uint8
+    label: int
+
+
+@dataclass
+class LabelledBatch:
+    """Images at the network resolution S with their labels. A classifier takes one modality: the
+    other is None."""
+
+    names: list[str]
+    rgb: Tensor | None  # (N,3,S,S) in [0,1]
+    depth: Tensor | None  # (N,1,S,S) in [0,1]
+    target: Tensor  # (N,) class index
+
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> LabelledBatch:
+        move = (lambda x: None if x is None else x.to(device, dtype))
+        return LabelledBatch(self.names, move(self.rgb), move(self.depth), self.target.to(device))
+
+
+def make_labelled_batch(samples: Sequence[LabelledItem], size: int) -> LabelledBatch:
+    rgb = [resize(torch.from_numpy(_unit(s.rgb)).permute(2, 0, 1)[None], size) for s in samples]
+    return LabelledBatch([s.name for s in samples], torch.cat(rgb), None,
+                         torch.tensor([s.label for s in samples], dtype=torch.long))
+
+
+class CaptionRetrieval:
+    """Image -> text retrieval on a captioned dataset, as classification: the classes are the split's
+    captions (each its own prompt, template "{}") and an image's label is the index of its caption, so
+    top-k accuracy is recall@k."""
+
+    task = "classification"
+    templates = ("{}",)
+
+    def __init__(self, base: Any):
+        self.base, self.name = base, f"{base.name}-captions"
+        self.classnames = [base[i].caption for i in range(len(base))]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> Any:
+        return replace(self.base[i], label=i)
+
+    def manifest_sha256(self) -> str:
+        return hashlib.sha256(f"captions/{self.base.manifest_sha256()}".encode()).hexdigest()
+
+
+class FolderClassification:
+    """Zero-shot test set in the ImageFolder layout ``<root>/<NAME>/<class>/<image>``; class names are
+    the folder names with underscores as spaces."""
+
+    task = "classification"
+    templates = ZERO_SHOT_TEMPLATES
+
+    def __init__(self, root: str | Path, name: str):
+        self.root, self.name = Path(root) / name, name
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"dataset {name!r} not found: {self.root} is not a folder")
+        folders = sorted(p for p in self.root.iterdir() if p.is_dir())
+        if not folders:
+            raise ValueError(f"dataset {self.root}: expected one sub-folder of images per class, found none")
+        self.classnames = [p.name.replace("_", " ") for p in folders]
+        self.items = [(p, label) for label, folder in enumerate(folders)
+                      for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        empty = [f.name for f in folders if not any(p.parent == f for p, _ in self.items)]
+        if empty:
+            raise ValueError(f"dataset {self.root}: class folder(s) without images: {empty}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> LabelledImage:
+        path, label = self.items[i]
+        return LabelledImage(f"{path.parent.name}/{path.stem}", _read(path, "RGB"), label)
+
+    def manifest_sha256(self) -> str:
+        h = hashlib.sha256()
+        for path, label in self.items:
+            h.update(f"{path.relative_to(self.root)}:{label}:".encode())
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+        return h.hexdigest()

@@ -1,0 +1,137 @@
+"""Train clip-tiny on the captioned shapes train split (our own recipe, CPU minutes).
+
+Loss: CLIP's symmetric contrastive loss (Radford et al. 2021, arXiv:2103.00020), from open_clip's
+``ClipLoss``: with L2-normalised image and text features u_i, v_j of a batch and the learned
+temperature s, L = (CE(exp(s) U V^T, I) + CE(exp(s) V U^T, I)) / 2, i.e. each image must pick its own
+caption and each caption its own image. AdamW (no decay on gains, biases and the temperature), linear
+warmup then cosine decay, exp(s) clamped to 100 as in CLIP; random shifts of up to 2 pixels as
+augmentation (no flips: captions say left and right).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from open_clip.loss import ClipLoss
+from torch import Tensor
+from tqdm import tqdm
+
+from benchmark.data.shapes import CLASSES, GENERATOR_VERSION, CaptionedShapes
+from benchmark.provenance import sha256_json
+from benchmark.results import atomic_write_text
+from models.base import normalize
+from models.clip import CLIPZeroShot, clip_tiny
+
+MAX_SHIFT = 2
+
+
+@dataclass(frozen=True)
+class CLIPRecipe:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup: float = 0.1  # fraction of the steps with a linear learning-rate warmup
+    seed: int = 0
+    train_images: int = 6000
+    data_version: int = GENERATOR_VERSION  # a new shapes generator invalidates cached checkpoints
+
+    @property
+    def id(self) -> str:
+        return sha256_json(asdict(self))[:8]
+
+
+RECIPES = {"clip-tiny": CLIPRecipe()}
+
+
+def _images(ds: CaptionedShapes) -> tuple[Tensor, list[str], Tensor]:
+    """All of ``ds`` as images (N,3,S,S) in [0,1], captions and labels."""
+    items = [ds[i] for i in range(len(ds))]
+    x = torch.from_numpy(np.stack([it.rgb for it in items])).permute(0, 3, 1, 2).float() / 255
+    return x, [it.caption for it in items], torch.tensor([it.label for it in items])
+
+
+def _shift(x: Tensor, rng: np.random.Generator) -> Tensor:
+    """Translate each image by up to MAX_SHIFT pixels, repeating the border."""
+    padded = torch.nn.functional.pad(x, [MAX_SHIFT] * 4, mode="replicate")
+    s = x.shape[-1]
+    offsets = rng.integers(0, 2 * MAX_SHIFT + 1, (len(x), 2))
+    return torch.stack([p[:, dy:dy + s, dx:dx + s] for p, (dy, dx) in zip(padded, offsets)])
+
+
+def _recall_at(logits: Tensor, target: Tensor, k: int) -> float:
+    """Fraction of rows whose target is among the k largest logits."""
+    return (logits.topk(k, dim=1).indices == target[:, None]).any(1).float().mean().item()
+
+
+@torch.no_grad()
+def evaluate(model: CLIPZeroShot, split: str = "test") -> dict[str, float]:
+    """Zero-shot top-1/top-5 over CLASSES (default prompt templates) and image->caption R@1/R@5."""
+    model.eval()
+    x, captions, labels = _images(CaptionedShapes(split))
+    model.set_classes(captions, ["{}"])
+    own = torch.arange(len(captions))
+    retrieval = model(x)
+    model.set_classes(CLASSES)
+    zero_shot = model(x)
+    return {"top1": _recall_at(zero_shot, labels, 1), "top5": _recall_at(zero_shot, labels, 5),
+            "R@1": _recall_at(retrieval, own, 1), "R@5": _recall_at(retrieval, own, 5)}
+
+
+def _warmup_cosine(steps: int, warmup: float) -> Callable[[int], float]:
+    """Learning-rate factor: linear warmup over ``warmup * steps`` steps, then cosine decay to 0."""
+    n_warm = max(1, round(warmup * steps))
+    return lambda t: (t + 1) / n_warm if t < n_warm else 0.5 * (1 + math.cos(math.pi * (t - n_warm) / max(1, steps - n_warm)))
+
+
+def train_clip(name: str, out: Path, recipe: CLIPRecipe, device: str = "cpu") -> dict[str, float]:
+    """Train clip-tiny from scratch, save its open_clip state_dict to ``out``, return its test scores."""
+    start = time.time()
+    torch.manual_seed(recipe.seed)
+    np.random.seed(recipe.seed)
+    wrapper = clip_tiny().to(device)
+    model = wrapper.model
+    x, captions, _ = _images(CaptionedShapes("train", n=recipe.train_images))
+    tokens = wrapper.tokenizer(captions)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]  # gains, biases, class token, logit_scale
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
+    per_epoch = len(x) // recipe.batch_size
+    steps = recipe.epochs * per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(steps, recipe.warmup))
+    loss_fn = ClipLoss()
+    rng = np.random.default_rng(recipe.seed)
+    model.train()
+    with tqdm(total=steps, desc=f"train {name}", unit="step") as bar:
+        for _ in range(recipe.epochs):
+            order = torch.from_numpy(rng.permutation(len(x)))
+            for k in range(per_epoch):
+                idx = order[k * recipe.batch_size:(k + 1) * recipe.batch_size]
+                images = normalize(_shift(x[idx], rng).to(device), wrapper.mean, wrapper.std)
+                image_features = model.encode_image(images, normalize=True)
+                text_features = model.encode_text(tokens[idx].to(device), normalize=True)
+                loss = loss_fn(image_features, text_features, model.logit_scale.exp())
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                with torch.no_grad():
+                    model.logit_scale.clamp_(0, math.log(100))
+                bar.update()
+                bar.set_postfix(loss=f"{loss.item():.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
+    wrapper.cpu()
+    scores = evaluate(wrapper)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(out)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(
+        {"model": name, "recipe": asdict(recipe), "seconds": round(time.time() - start, 1), "test": scores}, indent=2))
+    return scores
