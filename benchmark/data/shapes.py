@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .labelled import ZERO_SHOT_TEMPLATES
+
 CLASSES = ("circle", "square", "triangle", "star", "cross", "ring", "heart", "diamond")
 COLOURS = {"red": (0.85, 0.12, 0.12), "green": (0.15, 0.70, 0.20), "blue": (0.15, 0.30, 0.90),
            "yellow": (0.95, 0.85, 0.15), "orange": (0.95, 0.50, 0.10), "purple": (0.60, 0.20, 0.75)}
@@ -158,6 +160,8 @@ class CaptionedShapes:
     """The embedded captioned dataset: ``CaptionedShapes("test")[i]`` is a :class:`LabelledImage`."""
 
     name = "shapes"
+    task = "classification"
+    templates = ZERO_SHOT_TEMPLATES  # zero-shot prompts: "a photo of a {classname}." ...
 
     def __init__(self, split: str = "test", seed: int = 0, size: int = 32, n: int | None = None):
         if split not in SPLIT_SIZES:
