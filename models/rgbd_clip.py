@@ -1,13 +1,15 @@
 """RGB-D CLIP: RGB and depth as two modalities, aligned contrastively, with an image-depth matching head.
 
-Two CNN encoders map an RGB image and a depth map to unit embeddings e_rgb, e_depth in R^D, trained with
-CLIP's symmetric contrastive loss (Radford et al. 2021, arXiv:2103.00020) on
+Two CNN encoders map an RGB image and a depth map to feature maps (N,C,h,w); a per-position linear
+projection (1x1 conv) to k channels, flattened and L2-normalised, gives the embeddings e_rgb, e_depth in
+R^D, D = k*h*w. What an RGB image shares with its own depth map is where its objects are, so the
+embedding keeps the layout instead of pooling it away. Trained with CLIP's symmetric contrastive loss
+(Radford et al. 2021, arXiv:2103.00020) on
 
     S_ij = exp(s) * <e_rgb_i, e_depth_j>,  exp(s) <= 100,
 
 and an image-depth matching (ITM) head over both encoders' feature tokens, as ALBEF's image-text
-matching (Li et al. 2021, "Align before Fuse", arXiv:2107.07651): a [CLS] token and the RGB tokens
-self-attend, cross-attend to the depth tokens, and the [CLS] output is classified unmatched / matched.
+matching (Li et al. 2021, "Align before Fuse", arXiv:2107.07651), see :class:`MatchingHead`.
 
 For the benchmark, retrieval is classification over a gallery: with ``query="rgb"`` the gallery holds
 depth maps g_1..g_G and ``forward(x) = exp(s) * e_rgb(x) @ [e_depth(g_1) .. e_depth(g_G)]^T`` (N,G);
@@ -48,48 +50,33 @@ class ConvEncoder(nn.Module):
         return self.layers(x)
 
 
-class FusionLayer(nn.Module):
-    """One pre-LayerNorm layer of ALBEF's multimodal encoder: x += SelfAttn(x); x += CrossAttn(x, context);
-    x += MLP(x)."""
-
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.norm_self, self.norm_cross, self.norm_context, self.norm_mlp = (nn.LayerNorm(width) for _ in range(4))
-        self.self_attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.cross_attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
-
-    def forward(self, x: Tensor, context: Tensor) -> Tensor:
-        h = self.norm_self(x)
-        x = x + self.self_attn(h, h, h, need_weights=False)[0]
-        c = self.norm_context(context)
-        x = x + self.cross_attn(self.norm_cross(x), c, c, need_weights=False)[0]
-        return x + self.mlp(self.norm_mlp(x))
-
-
 class MatchingHead(nn.Module):
     """ITM head: feature maps of an RGB image and a depth map -> (N,2) logits, index 1 = "matched".
 
-    Both maps become tokens with the same learned position embedding, so a token can find the depth
-    token at its own position; the [CLS] token's fused output is classified.
+    ALBEF fuses text into image tokens by cross-attention; RGB and depth maps are pixel-aligned, so here
+    the tokens at the same position p are fused directly,
+    t_p = W [r_p, d_p, r_p * d_p] + pos_p (r, d: linear maps of the features), and a [CLS] token
+    self-attends over them in a small pre-LayerNorm transformer; its output is classified.
     """
 
-    def __init__(self, rgb_channels: int, depth_channels: int, tokens: int, width: int, heads: int, layers: int):
+    def __init__(self, channels: int, tokens: int, width: int, heads: int, layers: int):
         super().__init__()
-        self.rgb_in = nn.Linear(rgb_channels, width)
-        self.depth_in = nn.Linear(depth_channels, width)
+        self.rgb_in = nn.Linear(channels, width)
+        self.depth_in = nn.Linear(channels, width)
+        self.fuse = nn.Linear(3 * width, width)
         self.cls = nn.Parameter(torch.zeros(1, 1, width))
         self.position = nn.Parameter(0.02 * torch.randn(1, tokens, width))
-        self.layers = nn.ModuleList(FusionLayer(width, heads) for _ in range(layers))
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.classifier = nn.Linear(width, 2)
 
     def forward(self, rgb_map: Tensor, depth_map: Tensor) -> Tensor:
-        rgb = self.rgb_in(rgb_map.flatten(2).transpose(1, 2)) + self.position
-        depth = self.depth_in(depth_map.flatten(2).transpose(1, 2)) + self.position
-        x = torch.cat([self.cls.expand(len(rgb), -1, -1), rgb], 1)
-        for layer in self.layers:
-            x = layer(x, depth)
+        r = self.rgb_in(rgb_map.flatten(2).transpose(1, 2))
+        d = self.depth_in(depth_map.flatten(2).transpose(1, 2))
+        x = self.fuse(torch.cat([r, d, r * d], -1)) + self.position
+        x = self.encoder(torch.cat([self.cls.expand(len(x), -1, -1), x], 1))
         return self.classifier(self.norm(x[:, 0]))
 
 
@@ -102,9 +89,8 @@ class RGBDCLIP(nn.Module):
 
     task = "classification"
 
-    def __init__(self, query: str = "rgb", input_size: int = 64, embed_dim: int = 128,
-                 widths: tuple[int, ...] = (32, 64, 128, 256), fusion_width: int = 128, fusion_heads: int = 4,
-                 fusion_layers: int = 2):
+    def __init__(self, query: str = "rgb", input_size: int = 64, widths: tuple[int, ...] = (32, 64, 128),
+                 embed_channels: int = 32, fusion_width: int = 64, fusion_heads: int = 4, fusion_layers: int = 2):
         super().__init__()
         if query not in QUERIES:
             raise ValueError(f"query must be one of {QUERIES}, got {query!r}")
@@ -112,14 +98,14 @@ class RGBDCLIP(nn.Module):
         if input_size % stride:
             raise ValueError(f"input_size {input_size} is not a multiple of the encoders' stride {stride}")
         self.query, self.input_size = query, input_size
+        tokens = (input_size // stride) ** 2
+        self.embed_dim = embed_channels * tokens
         self.rgb_encoder = ConvEncoder(3, widths)
         self.depth_encoder = ConvEncoder(1, widths)
-        tokens = (input_size // stride) ** 2
-        self.rgb_proj = nn.Conv2d(widths[-1], embed_dim, 1)
-        self.depth_proj = nn.Conv2d(widths[-1], embed_dim, 1)
+        self.rgb_proj = nn.Conv2d(widths[-1], embed_channels, 1)
+        self.depth_proj = nn.Conv2d(widths[-1], embed_channels, 1)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
-        self.matching = MatchingHead(widths[-1], widths[-1], tokens, fusion_width,
-                                     fusion_heads, fusion_layers)
+        self.matching = MatchingHead(widths[-1], tokens, fusion_width, fusion_heads, fusion_layers)
         self.register_buffer("gallery", torch.zeros(0), persistent=False)
         self.register_buffer("gallery_embeddings", torch.zeros(0), persistent=False)
 
@@ -128,16 +114,15 @@ class RGBDCLIP(nn.Module):
         return self.logit_scale.exp().clamp(max=100.0)
 
     def rgb_features(self, rgb: Tensor) -> Tensor:
-        """RGB (N,3,S,S) in [0,1] -> feature map (N,C,S/16,S/16)."""
+        """RGB (N,3,S,S) in [0,1] -> feature map (N,C,S/2^k,S/2^k), k = len(widths)."""
         return self.rgb_encoder(normalize(rgb, IMAGENET_MEAN, IMAGENET_STD))
 
     def depth_features(self, depth: Tensor) -> Tensor:
-        """Depth (N,1,S,S) in [0,1] -> feature map (N,C,S/16,S/16)."""
+        """Depth (N,1,S,S) in [0,1] -> feature map (N,C,S/2^k,S/2^k), k = len(widths)."""
         return self.depth_encoder(normalize(depth, DEPTH_MEAN, DEPTH_STD))
 
     def embed_rgb(self, rgb_map: Tensor) -> Tensor:
-        """Feature map -> unit embedding (N,D): a projection of the whole flattened map, so the embedding
-        keeps where things are (what pairs an RGB image with its depth map)."""
+        """Feature map (N,C,h,w) -> unit embedding (N,D): the per-position projection, flattened."""
         return F.normalize(self.rgb_proj(rgb_map).flatten(1), dim=-1)
 
     def embed_depth(self, depth_map: Tensor) -> Tensor:
@@ -172,7 +157,7 @@ class RGBDCLIP(nn.Module):
         if not self.gallery_embeddings.numel():
             raise RuntimeError("no gallery: call set_gallery(gallery) before retrieval")
         q = self.encode_query(x)
-        return self.scale().to(q.dtype) * q @ self.gallery_embeddings.to(q.dtype).T
+        return self.scale() * q @ self.gallery_embeddings.T
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Load a state_dict file (weights_only, strict); errors name the file. Re-encodes a set gallery."""
