@@ -33,9 +33,9 @@ MAX_SHIFT = 2
 
 @dataclass(frozen=True)
 class CLIPRecipe:
-    epochs: int = 10
+    epochs: int = 20
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 0.1
     warmup: float = 0.1  # fraction of the steps with a linear learning-rate warmup
     seed: int = 0
@@ -47,6 +47,7 @@ class CLIPRecipe:
         return sha256_json(asdict(self))[:8]
 
 
+# ~230 s on 2 CPU threads; the small ViT learns shapes late: top-1 is near chance before ~15 epochs.
 RECIPES = {"clip-tiny": CLIPRecipe()}
 
 

@@ -20,13 +20,13 @@ from .labelled import ZERO_SHOT_TEMPLATES
 CLASSES = ("circle", "square", "triangle", "star", "cross", "ring", "heart", "diamond")
 COLOURS = {"red": (0.85, 0.12, 0.12), "green": (0.15, 0.70, 0.20), "blue": (0.15, 0.30, 0.90),
            "yellow": (0.95, 0.85, 0.15), "orange": (0.95, 0.50, 0.10), "purple": (0.60, 0.20, 0.75)}
-SIZES = {"small": (0.13, 0.17), "large": (0.22, 0.27)}  # radius as a fraction of the image side
+SIZES = {"small": (0.18, 0.22), "large": (0.27, 0.32)}  # radius as a fraction of the image side
 POSITIONS = {  # (phrase, centre x range, centre y range), fractions of the image side
-    "left": ("on the left", (0.26, 0.36), (0.38, 0.62)),
-    "right": ("on the right", (0.64, 0.74), (0.38, 0.62)),
-    "top": ("at the top", (0.38, 0.62), (0.26, 0.36)),
-    "bottom": ("at the bottom", (0.38, 0.62), (0.64, 0.74)),
-    "centre": ("in the centre", (0.43, 0.57), (0.43, 0.57)),
+    "left": ("on the left", (0.30, 0.38), (0.40, 0.60)),
+    "right": ("on the right", (0.62, 0.70), (0.40, 0.60)),
+    "top": ("at the top", (0.40, 0.60), (0.30, 0.38)),
+    "bottom": ("at the bottom", (0.40, 0.60), (0.62, 0.70)),
+    "centre": ("in the centre", (0.44, 0.56), (0.44, 0.56)),
 }
 TEMPLATES = (
     "a photo of a {size} {colour} {cls}.",
