@@ -37,6 +37,16 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def save_trained(out: Path, state_dict: dict[str, Tensor], sidecar: dict[str, Any]) -> None:
+    """A trained model's ``state_dict`` at ``out`` (written under a temporary name and renamed), and
+    ``sidecar`` (model, recipe, seconds, test scores) at ``out.with_suffix(".json")``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    torch.save(state_dict, tmp)
+    tmp.replace(out)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(sidecar, indent=2))
+
+
 class RunStore:
     def __init__(self, root: Path):
         self.root = root

@@ -6,7 +6,6 @@ with Adam and a cosine learning-rate schedule; horizontal flips as augmentation.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,13 +19,22 @@ from tqdm import tqdm
 from benchmark.data import SyntheticRGBD, make_batch
 from benchmark.data.synthetic import GENERATOR_VERSION
 from benchmark.provenance import sha256_json
-from benchmark.results import atomic_write_text
+from benchmark.results import save_trained
 from benchmark.tasks import SaliencyTask
 from models import SaliencyModel, build_model
 
 
+class HashedRecipe:
+    """Base of the frozen training-recipe dataclasses: ``id`` hashes every field, so a cached checkpoint
+    is found again only for the same recipe."""
+
+    @property
+    def id(self) -> str:
+        return sha256_json(asdict(self))[:8]
+
+
 @dataclass(frozen=True)
-class Recipe:
+class Recipe(HashedRecipe):
     epochs: int = 12
     batch_size: int = 8
     lr: float = 2e-3
@@ -34,10 +42,6 @@ class Recipe:
     seed: int = 0
     train_images: int = 480
     data_version: int = GENERATOR_VERSION  # a new synthetic generator invalidates cached checkpoints
-
-    @property
-    def id(self) -> str:
-        return sha256_json(asdict(self))[:8]
 
 
 # D3Net trains three VGG sub-nets without BatchNorm: it needs twice the epochs to reach S >= 0.85.
@@ -98,10 +102,6 @@ def train(name: str, out: Path, recipe: Recipe | None = None, device: str = "cpu
                 bar.set_postfix(loss=f"{loss.item():.3f}")
     model.cpu()
     scores = evaluate(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(out)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(
-        {"model": name, "recipe": asdict(recipe), "seconds": round(time.time() - start, 1), "test": scores}, indent=2))
+    save_trained(out, model.state_dict(),
+                 {"model": name, "recipe": asdict(recipe), "seconds": round(time.time() - start, 1), "test": scores})
     return scores

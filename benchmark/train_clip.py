@@ -9,7 +9,6 @@ augmentation (no flips: captions say left and right).
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -23,8 +22,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from benchmark.data.shapes import CLASSES, GENERATOR_VERSION, CaptionedShapes
-from benchmark.provenance import sha256_json
-from benchmark.results import atomic_write_text
+from benchmark.results import save_trained
+from benchmark.train import HashedRecipe
 from models.base import normalize
 from models.clip import CLIPZeroShot, clip_tiny
 
@@ -32,7 +31,7 @@ MAX_SHIFT = 2
 
 
 @dataclass(frozen=True)
-class CLIPRecipe:
+class CLIPRecipe(HashedRecipe):
     epochs: int = 20
     batch_size: int = 128
     lr: float = 3e-3
@@ -41,10 +40,6 @@ class CLIPRecipe:
     seed: int = 0
     train_images: int = 6000
     data_version: int = GENERATOR_VERSION  # a new shapes generator invalidates cached checkpoints
-
-    @property
-    def id(self) -> str:
-        return sha256_json(asdict(self))[:8]
 
 
 # ~230 s on 2 CPU threads; the small ViT learns shapes late: top-1 is near chance before ~15 epochs.
@@ -129,10 +124,6 @@ def train_clip(name: str, out: Path, recipe: CLIPRecipe, device: str = "cpu") ->
                 bar.set_postfix(loss=f"{loss.item():.3f}", scale=f"{model.logit_scale.exp().item():.1f}")
     wrapper.cpu()
     scores = evaluate(wrapper)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(out)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(
-        {"model": name, "recipe": asdict(recipe), "seconds": round(time.time() - start, 1), "test": scores}, indent=2))
+    save_trained(out, model.state_dict(),
+                 {"model": name, "recipe": asdict(recipe), "seconds": round(time.time() - start, 1), "test": scores})
     return scores

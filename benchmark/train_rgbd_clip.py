@@ -13,7 +13,6 @@ image and depth map of a pair. AdamW with a one-cycle cosine schedule.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,15 +25,15 @@ from tqdm import tqdm
 
 from benchmark.data import SyntheticRGBD, make_batch
 from benchmark.data.synthetic import GENERATOR_VERSION
-from benchmark.provenance import sha256_json
-from benchmark.results import atomic_write_text
+from benchmark.results import save_trained
+from benchmark.train import HashedRecipe
 from models.rgbd_clip import RGBDCLIP
 
 SHIFT = 6  # largest augmentation shift in pixels at the model's input size
 
 
 @dataclass(frozen=True)
-class RGBDCLIPRecipe:
+class RGBDCLIPRecipe(HashedRecipe):
     epochs: int = 10
     batch_size: int = 64
     lr: float = 5e-4  # at 2e-3 the embeddings collapse (ITC stays at log N)
@@ -43,10 +42,6 @@ class RGBDCLIPRecipe:
     train_images: int = 2560
     itm_weight: float = 1.0
     data_version: int = GENERATOR_VERSION  # a new synthetic generator invalidates cached checkpoints
-
-    @property
-    def id(self) -> str:
-        return sha256_json(asdict(self))[:8]
 
 
 RECIPES = {"rgbd-clip": RGBDCLIPRecipe()}
@@ -152,10 +147,6 @@ def train_rgbd_clip(name: str, out: Path, recipe: RGBDCLIPRecipe | None = None,
                 bar.set_postfix(loss=f"{loss.item():.3f}", itc=f"{itc.item():.3f}", itm=f"{itm.item():.3f}")
     model.cpu()
     scores = evaluate_rgbd_clip(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(out)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(
-        {"model": name, "recipe": asdict(recipe), "seconds": round(time.time() - start, 1), "test": scores}, indent=2))
+    save_trained(out, model.state_dict(),
+                 {"model": name, "recipe": asdict(recipe), "seconds": round(time.time() - start, 1), "test": scores})
     return scores

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -22,17 +22,14 @@ from .folder import IMAGE_SUFFIXES, _read
 ZERO_SHOT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.")
 
 
-class LabelledItem(Protocol):
+@dataclass
+class LabelledImage:
+    """One labelled image: rgb (H,W,3) uint8, the class index, and a caption where the dataset has one."""
+
     name: str
     rgb: np.ndarray
     label: int
-
-
-@dataclass
-class LabelledImage:
-    name: str
-    rgb: np.ndarray  # (H,W,3) uint8
-    label: int
+    caption: str = ""
 
 
 @dataclass
@@ -50,7 +47,7 @@ class LabelledBatch:
         return LabelledBatch(self.names, move(self.rgb), move(self.depth), self.target.to(device))
 
 
-def make_labelled_batch(samples: Sequence[LabelledItem], size: int) -> LabelledBatch:
+def make_labelled_batch(samples: Sequence[LabelledImage], size: int) -> LabelledBatch:
     rgb = [resize(torch.from_numpy(_unit(s.rgb)).permute(2, 0, 1)[None], size) for s in samples]
     return LabelledBatch([s.name for s in samples], torch.cat(rgb), None,
                          torch.tensor([s.label for s in samples], dtype=torch.long))

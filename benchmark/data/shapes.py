@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 
 import numpy as np
 
-from .labelled import ZERO_SHOT_TEMPLATES
+from .labelled import ZERO_SHOT_TEMPLATES, LabelledImage
 
 CLASSES = ("circle", "square", "triangle", "star", "cross", "ring", "heart", "diamond")
 COLOURS = {"red": (0.85, 0.12, 0.12), "green": (0.15, 0.70, 0.20), "blue": (0.15, 0.30, 0.90),
@@ -44,16 +43,6 @@ SPLIT_SIZES = {"train": 6000, "test": 256}
 _SPLIT_IDS = {"train": 0, "test": 1}
 GENERATOR_VERSION = 1
 _SUPERSAMPLE = 4
-
-
-@dataclass
-class LabelledImage:
-    """One captioned image: rgb (H,W,3) uint8, label = index of the main object's class in CLASSES."""
-
-    name: str
-    rgb: np.ndarray
-    label: int
-    caption: str
 
 
 def _inside(cls: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
