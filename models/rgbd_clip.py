@@ -11,9 +11,9 @@ embedding keeps the layout instead of pooling it away. Trained with CLIP's symme
 and an image-depth matching (ITM) head over both encoders' feature tokens, as ALBEF's image-text
 matching (Li et al. 2021, "Align before Fuse", arXiv:2107.07651), see :class:`MatchingHead`.
 
-For the benchmark, retrieval is classification over a gallery: with ``query="rgb"`` the gallery holds
-depth maps g_1..g_G and ``forward(x) = exp(s) * e_rgb(x) @ [e_depth(g_1) .. e_depth(g_G)]^T`` (N,G);
-``query="depth"`` swaps the roles. Inputs are in [0,1] at ``input_size``; normalisation is inside.
+For the benchmark, retrieval is classification over a gallery: after ``set_gallery(g, query="rgb")``
+the gallery holds depth maps g_1..g_G and ``forward(x) = exp(s) * e_rgb(x) @ [e_depth(g_1) .. e_depth(g_G)]^T``
+(N,G); ``query="depth"`` swaps the roles. Inputs are in [0,1] at ``input_size``; normalisation is inside.
 """
 from __future__ import annotations
 
@@ -83,21 +83,20 @@ class MatchingHead(nn.Module):
 class RGBDCLIP(nn.Module):
     """Contrastive RGB / depth encoders with an ITM head; as a classifier, retrieval over a gallery.
 
-    query="rgb": forward takes RGB (N,3,S,S) and scores a gallery of depth maps (G,1,S,S), and
-    query="depth" the other way round; logits (N,G) in both cases.
+    With query "rgb" forward takes RGB (N,3,S,S) and scores a gallery of depth maps (G,1,S,S), with
+    query "depth" the other way round; logits (N,G) in both cases.
     """
 
     task = "classification"
+    default_suite = "rgbd-clip"  # both retrieval directions on the synthetic RGB-D test split
 
-    def __init__(self, query: str = "rgb", input_size: int = 64, widths: tuple[int, ...] = (32, 64, 128),
+    def __init__(self, input_size: int = 64, widths: tuple[int, ...] = (32, 64, 128),
                  embed_channels: int = 32, fusion_width: int = 64, fusion_heads: int = 4, fusion_layers: int = 2):
         super().__init__()
-        if query not in QUERIES:
-            raise ValueError(f"query must be one of {QUERIES}, got {query!r}")
         stride = 2 ** len(widths)
         if input_size % stride:
             raise ValueError(f"input_size {input_size} is not a multiple of the encoders' stride {stride}")
-        self.query, self.input_size = query, input_size
+        self.query, self.input_size = "rgb", input_size
         tokens = (input_size // stride) ** 2
         self.embed_dim = embed_channels * tokens
         self.rgb_encoder = ConvEncoder(3, widths)
@@ -147,10 +146,31 @@ class RGBDCLIP(nn.Module):
         return self.encode_depth(g) if self.query == "rgb" else self.encode_rgb(g)
 
     @torch.no_grad()
-    def set_gallery(self, gallery: Tensor) -> None:
-        """Encode the gallery (G,C,S,S) in [0,1] with the other modality's encoder (call in eval mode)."""
+    def set_gallery(self, gallery: Tensor, query: str = "rgb") -> None:
+        """Queries of modality ``query`` will score ``gallery`` (G,C,S,S) in [0,1], images of the other
+        modality, encoded here (call in eval mode)."""
+        if query not in QUERIES:
+            raise ValueError(f"query must be one of {QUERIES}, got {query!r}")
+        channels = 1 if query == "rgb" else 3
+        if gallery.ndim != 4 or gallery.shape[1] != channels:
+            raise ValueError(f"a gallery for {query} queries holds (G,{channels},S,S) images, got {tuple(gallery.shape)}")
+        self.query = query
         self.gallery = gallery.to(self.logit_scale)
         self.gallery_embeddings = self.encode_gallery(self.gallery)
+
+    @torch.no_grad()
+    def matching_accuracy(self, x: Tensor, target: Tensor, logits: Tensor) -> Tensor:
+        """(N,) ITM accuracy of each query x_i, in {0, 1/2, 1}: the mean of "matched" on its own partner
+        g_{target_i} and "not matched" on its hardest ITC negative argmax_{j != target_i} logits_ij."""
+        negative = logits.scatter(1, target[:, None], float("-inf")).argmax(1)
+        features = self.rgb_features if self.query == "rgb" else self.depth_features
+        other = self.depth_features if self.query == "rgb" else self.rgb_features
+        q = features(x)
+        pairs = [(q, other(self.gallery[target])), (q, other(self.gallery[negative]))]
+        if self.query == "depth":
+            pairs = [(g, d) for d, g in pairs]
+        positive, hard = (self.matching(r, d).argmax(1) for r, d in pairs)
+        return ((positive == 1).to(x.dtype) + (hard == 0).to(x.dtype)) / 2
 
     def forward(self, x: Tensor) -> Tensor:
         """Query (N,C,S,S) in [0,1] -> (N,G) logits exp(s) * e(x) @ gallery_embeddings^T."""
@@ -167,4 +187,4 @@ class RGBDCLIP(nn.Module):
         except RuntimeError as e:
             raise ValueError(f"{path}: does not match {type(self).__name__} ({e})") from e
         if self.gallery.numel():
-            self.set_gallery(self.gallery)
+            self.set_gallery(self.gallery, self.query)

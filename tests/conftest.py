@@ -1,4 +1,6 @@
-"""Shared fixtures: a small toy saliency model (fast) and a briefly trained tiny JL-DCF (slow, once)."""
+"""Shared fixtures: a small toy saliency model (fast), a briefly trained tiny JL-DCF, and clip-tiny and
+rgbd-clip trained by their shipped recipes the way `make bench` trains them on first use (slow, once
+per session)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,3 +48,22 @@ def trained_tiny(tmp_path_factory) -> Path:
     scores = train("jldcf-tiny", out, Recipe(epochs=4, train_images=160))
     assert scores["S"] > 0.6, scores
     return out
+
+
+def _trained_on_first_use(name: str, cache: Path) -> Path:
+    """The checkpoint `make bench MODEL=<name>` trains with the shipped recipe and caches (here in ``cache``)."""
+    from benchmark.zoo import resolve_model
+
+    return Path(resolve_model(name, cache=cache).checkpoint_path)
+
+
+@pytest.fixture(scope="session")
+def trained_clip_tiny(tmp_path_factory) -> Path:
+    """clip-tiny by its shipped recipe (about 130 s on 2 CPU threads)."""
+    return _trained_on_first_use("clip-tiny", tmp_path_factory.mktemp("clip_tiny"))
+
+
+@pytest.fixture(scope="session")
+def trained_rgbd_clip(tmp_path_factory) -> Path:
+    """rgbd-clip by its shipped recipe (about 140 s on 2 CPU threads)."""
+    return _trained_on_first_use("rgbd-clip", tmp_path_factory.mktemp("rgbd_clip"))

@@ -12,7 +12,10 @@ from attacks.base import within_budget
 from benchmark.checks import BudgetViolation, check_budget
 from benchmark.data.labelled import LabelledBatch
 from benchmark.perf import digits, train_cnn
+from benchmark.data import load_dataset
+from benchmark.suite import Cell
 from benchmark.tasks import ClassificationTask
+from benchmark.tasks.classification import Prediction
 
 TASK = ClassificationTask()
 
@@ -41,7 +44,7 @@ def digits_model():
 def test_score_ranks_and_asr_against_clean():
     logits = torch.tensor([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [1.0, 2.0, 3.0]])
     batch = LabelledBatch(["a", "b", "c"], torch.zeros(3, 3, 4, 4), None, torch.tensor([0, 2, 0]))
-    scored = TASK.score(None, logits, batch)
+    scored = TASK.score(None, Prediction(logits, batch.rgb), batch)
     assert [s["rank"] for s, _ in scored] == [0, 1, 2]
     assert [s["top1"] for s, _ in scored] == [1.0, 0.0, 0.0]
     records = [{"image": n, **s} for n, (s, _) in zip("abc", scored)]
@@ -49,6 +52,20 @@ def test_score_ranks_and_asr_against_clean():
     clean = [{"image": "a", "top1": 1.0}, {"image": "b", "top1": 1.0}, {"image": "c", "top1": 0.0}]
     # a stays correct, b is broken, c was wrong clean and does not count
     assert TASK.against_clean(records, clean) == {"ASR": 0.5}
+
+
+def test_a_cell_attacks_the_query_modality_of_its_dataset():
+    depth_queries = load_dataset("synthetic-depth2rgb")
+    default = Cell("pgd", ThreatModel(eps=0.01))  # modality rgbd: every input the model takes
+    assert TASK.bind(default, depth_queries).threat.modality == "depth"
+    assert TASK.bind(default, load_dataset("shapes")).threat.modality == "rgb"
+    with pytest.raises(ValueError, match="attacks rgb, but the queries of dataset 'synthetic-depth2rgb' are depth"):
+        TASK.bind(Cell("pgd", ThreatModel(eps=0.01, modality="rgb")), depth_queries)
+
+
+def test_prepare_refuses_a_dataset_the_model_cannot_score():
+    with pytest.raises(ValueError, match="'synthetic-rgb2depth' scores queries against an image gallery"):
+        TASK.prepare(GreyInput(torch.nn.Identity()), load_dataset("synthetic-rgb2depth"))
 
 
 def test_budget_check_on_a_query_without_depth():

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from benchmark.data import FolderRGBD, SyntheticRGBD, load_dataset, make_batch
+from benchmark.data import FolderRGBD, SyntheticRGBD, load_dataset, make_batch, make_labelled_batch
 from benchmark.data.synthetic import SCENE_KINDS
 
 
@@ -96,3 +97,20 @@ def test_folder_dataset_reads_jldcf_test_list(tmp_path):
 def test_folder_dataset_needs_root():
     with pytest.raises(ValueError, match="DATA="):
         load_dataset("NJU2K")
+
+
+def test_rgb_depth_retrieval_pairs_each_query_with_its_own_partner():
+    base = SyntheticRGBD("test")
+    for name, query, other in (("synthetic-rgb2depth", "rgb", "depth"), ("synthetic-depth2rgb", "depth", "rgb")):
+        ds = load_dataset(name)
+        assert ds.name == name and ds.query == query and ds.task == "classification" and len(ds) == len(base)
+        item = ds[5]
+        assert item.label == 5 and getattr(item, other) is None
+        assert np.array_equal(getattr(item, query), getattr(base[5], query))
+        batch = make_labelled_batch([ds[i] for i in range(3)], 32)
+        assert getattr(batch, other) is None and getattr(batch, query).shape == (3, 3 if query == "rgb" else 1, 32, 32)
+        gallery = ds.gallery(32)
+        assert torch.equal(gallery[5:6], getattr(make_batch([base[5]], 32), other))
+    assert load_dataset("synthetic-rgb2depth").manifest_sha256() != load_dataset("synthetic-depth2rgb").manifest_sha256()
+    with pytest.raises(ValueError, match="'shapes' is not one"):
+        load_dataset("shapes-rgb2depth")

@@ -17,7 +17,8 @@ def _config(ckpt, tmp_path):
 @pytest.fixture(scope="module")
 def smoke_run(trained_tiny, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
-    return run(_config(trained_tiny, tmp)), tmp
+    [run_dir] = run(_config(trained_tiny, tmp))
+    return run_dir, tmp
 
 
 def test_run_writes_records_manifest_leaderboard_and_plot(smoke_run):
@@ -77,7 +78,7 @@ def test_killed_run_resumes_and_skips_finished_cells(trained_tiny, tmp_path, mon
 
 def test_cells_are_reproducible(smoke_run, trained_tiny, tmp_path):
     run_dir, tmp = smoke_run
-    again = run(_config(trained_tiny, tmp_path))
+    [again] = run(_config(trained_tiny, tmp_path))
     cell = next(c for c in load_suite("smoke").cells if c.attack == "pgd")
     a = (run_dir / "cells" / cell.id / "records.jsonl").read_text()
     b = (again / "cells" / cell.id / "records.jsonl").read_text()

@@ -41,7 +41,7 @@ def test_clip_with_a_checkpoint_runs_the_zero_shot_suite(tmp_path, clip_checkpoi
     (tmp_path / "mini.yaml").write_text(SUITE)
     cfg = RunConfig(model="clip", ckpt=str(ckpt), suite=str(tmp_path / "mini.yaml"), model_args={"config": str(config)},
                     results_dir=tmp_path / "results", leaderboard_dir=tmp_path / "lb")
-    root = run(cfg)
+    [root] = run(cfg)
     table = pd.read_csv(tmp_path / "lb" / "classification.csv")
     assert set(table.attack) == {"none", "pgd", "deepfool"}
     clean = table[table.attack == "none"].iloc[0]

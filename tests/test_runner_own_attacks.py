@@ -28,7 +28,8 @@ def own_run(trained_tiny, tmp_path_factory):
     cfg = RunConfig(model="jldcf-tiny", ckpt=str(trained_tiny), suite=str(tmp / "own.yaml"),
                     surrogate_ckpts={"jldcf-tiny": str(trained_tiny)}, results_dir=tmp / "results",
                     leaderboard_dir=tmp / "leaderboards")
-    return run(cfg), tmp
+    [run_dir] = run(cfg)
+    return run_dir, tmp
 
 
 def test_universal_perturbation_is_fitted_once_and_saved(own_run):

@@ -1,5 +1,6 @@
 """Dataset registry: ``load_dataset("synthetic", split="test")``, ``load_dataset("NJU2K", root=...)``,
-``load_dataset("shapes")``; any other name with a root is an ImageFolder zero-shot set."""
+``load_dataset("shapes")``, ``load_dataset("synthetic-rgb2depth")``; any other name with a root is an
+ImageFolder zero-shot set."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,7 @@ from typing import Any
 
 from .base import Batch, Sample, make_batch
 from .folder import FolderRGBD
-from .labelled import CaptionRetrieval, FolderClassification, LabelledBatch, make_labelled_batch
+from .labelled import CaptionRetrieval, FolderClassification, LabelledBatch, PairRetrieval, make_labelled_batch
 from .shapes import CaptionedShapes
 from .synthetic import SyntheticRGBD
 
@@ -19,8 +20,17 @@ DATASETS = {
     "shapes": CaptionedShapes,  # zero-shot classification, generated with captions
     "shapes-captions": CaptionRetrieval,  # image -> text retrieval on shapes
     **{name: FolderRGBD for name in FOLDER_DATASETS},
+    "<RGBD>-rgb2depth": PairRetrieval,  # RGB -> depth retrieval on synthetic or an RGB-D folder set
+    "<RGBD>-depth2rgb": PairRetrieval,  # depth -> RGB
     "<NAME>": FolderClassification,  # zero-shot on <root>/<NAME>/<class>/<image>
 }
+PAIR_SUFFIXES = {"-rgb2depth": "rgb", "-depth2rgb": "depth"}
+
+
+def has_train_split(name: str) -> bool:
+    """The generated datasets have train and test splits; folder datasets are test sets only."""
+    base = next((name.removesuffix(s) for s in PAIR_SUFFIXES if name.endswith(s)), name)
+    return base in ("synthetic", "shapes", "shapes-captions")
 
 
 def load_dataset(name: str, split: str = "test", root: str | Path | None = None) -> Any:
@@ -31,11 +41,18 @@ def load_dataset(name: str, split: str = "test", root: str | Path | None = None)
         return CaptionedShapes(split)
     if name == "shapes-captions":
         return CaptionRetrieval(CaptionedShapes(split))
+    for suffix, query in PAIR_SUFFIXES.items():
+        if name.endswith(suffix):
+            base = load_dataset(name.removesuffix(suffix), split, root)
+            if base.task != "saliency":
+                raise ValueError(f"dataset {name!r}: RGB-depth retrieval needs an RGB-D dataset, "
+                                 f"{name.removesuffix(suffix)!r} is not one")
+            return PairRetrieval(base, query)
     if root is None:
         raise ValueError(f"dataset {name!r} is read from disk: give its parent folder (DATA=/path)")
     return FolderRGBD(root, name) if name in FOLDER_DATASETS else FolderClassification(root, name)
 
 
 __all__ = ["Batch", "CaptionRetrieval", "CaptionedShapes", "DATASETS", "FOLDER_DATASETS", "FolderClassification",
-           "FolderRGBD", "LabelledBatch", "Sample", "SyntheticRGBD", "load_dataset", "make_batch",
+           "FolderRGBD", "LabelledBatch", "PairRetrieval", "Sample", "SyntheticRGBD", "has_train_split", "load_dataset", "make_batch",
            "make_labelled_batch"]

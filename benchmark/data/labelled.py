@@ -1,9 +1,11 @@
 """Labelled images for classification-task models: zero-shot classification, and retrieval posed as
-classification over a gallery (image -> text: each image's own caption is its class).
+classification over a gallery (image -> text: each image's own caption is its class; RGB <-> depth: each
+image's own partner in the other modality is its class).
 
-A classification dataset yields items with ``name``, ``rgb`` (H,W,3) uint8 and ``label``, and has
-``classnames`` and ``templates``: what a CLIP-like model turns into its class embeddings (prompt
-``template.format(classname)``).
+A classification dataset yields items with ``name``, the query image (``rgb`` (H,W,3) or ``depth``
+(H,W)) and ``label``, names its query modality in ``query``, and says what the model scores queries
+against: ``classnames`` and ``templates``, which a CLIP-like model turns into class embeddings (prompt
+``template.format(classname)``), or a ``gallery(size)`` of images of the other modality.
 """
 from __future__ import annotations
 
@@ -16,20 +18,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import _unit, resize
+from .base import _unit, make_batch, resize
 from .folder import IMAGE_SUFFIXES, _read
 
+PAIR_QUERIES = ("rgb", "depth")
 ZERO_SHOT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.")
 
 
 @dataclass
 class LabelledImage:
-    """One labelled image: rgb (H,W,3) uint8, the class index, and a caption where the dataset has one."""
+    """One labelled query image, RGB (H,W,3) or depth (H,W) (uint8/uint16), the class index, and a
+    caption where the dataset has one."""
 
     name: str
-    rgb: np.ndarray
+    rgb: np.ndarray | None
     label: int
     caption: str = ""
+    depth: np.ndarray | None = None
 
 
 @dataclass
@@ -48,8 +53,14 @@ class LabelledBatch:
 
 
 def make_labelled_batch(samples: Sequence[LabelledImage], size: int) -> LabelledBatch:
-    rgb = [resize(torch.from_numpy(_unit(s.rgb)).permute(2, 0, 1)[None], size) for s in samples]
-    return LabelledBatch([s.name for s in samples], torch.cat(rgb), None,
+    """The query images of ``samples`` (RGB or depth, whichever they have) at network resolution."""
+    def stack(images: list[np.ndarray | None], channels_last: bool) -> Tensor | None:
+        if images[0] is None:
+            return None
+        x = [torch.from_numpy(_unit(a)) for a in images]
+        return torch.cat([resize(t.permute(2, 0, 1)[None] if channels_last else t[None, None], size) for t in x])
+    return LabelledBatch([s.name for s in samples], stack([s.rgb for s in samples], True),
+                         stack([s.depth for s in samples], False),
                          torch.tensor([s.label for s in samples], dtype=torch.long))
 
 
@@ -59,6 +70,7 @@ class CaptionRetrieval:
     top-k accuracy is recall@k."""
 
     task = "classification"
+    query = "rgb"
     templates = ("{}",)
 
     def __init__(self, base: Any):
@@ -80,6 +92,7 @@ class FolderClassification:
     the folder names with underscores as spaces."""
 
     task = "classification"
+    query = "rgb"
     templates = ZERO_SHOT_TEMPLATES
 
     def __init__(self, root: str | Path, name: str):
@@ -109,3 +122,34 @@ class FolderClassification:
             h.update(f"{path.relative_to(self.root)}:{label}:".encode())
             h.update(hashlib.sha256(path.read_bytes()).digest())
         return h.hexdigest()
+
+
+class PairRetrieval:
+    """RGB -> depth (``query="rgb"``) or depth -> RGB retrieval on an RGB-D dataset, as classification:
+    the gallery is the split's images of the other modality and a query's label is the index of its own
+    partner, so top-k accuracy is recall@k."""
+
+    task = "classification"
+
+    def __init__(self, base: Any, query: str):
+        if query not in PAIR_QUERIES:
+            raise ValueError(f"RGB-D retrieval: query must be one of {PAIR_QUERIES}, got {query!r}")
+        self.base, self.query = base, query
+        self.other = "depth" if query == "rgb" else "rgb"
+        self.name = f"{base.name}-{query}2{self.other}"
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> LabelledImage:
+        s = self.base[i]
+        return LabelledImage(s.name, s.rgb if self.query == "rgb" else None, i,
+                             depth=s.depth if self.query == "depth" else None)
+
+    def gallery(self, size: int) -> Tensor:
+        """The other modality of every pair, (G,C,S,S) in [0,1] at network resolution ``size``."""
+        batch = make_batch([self.base[i] for i in range(len(self.base))], size)
+        return batch.depth if self.query == "rgb" else batch.rgb
+
+    def manifest_sha256(self) -> str:
+        return hashlib.sha256(f"{self.query}2{self.other}/{self.base.manifest_sha256()}".encode()).hexdigest()

@@ -150,6 +150,7 @@ class CaptionedShapes:
 
     name = "shapes"
     task = "classification"
+    query = "rgb"
     templates = ZERO_SHOT_TEMPLATES  # zero-shot prompts: "a photo of a {classname}." ...
 
     def __init__(self, split: str = "test", seed: int = 0, size: int = 32, n: int | None = None):

@@ -3,8 +3,9 @@ from .saliency import HIGHER_IS_BETTER as SALIENCY_HIGHER_IS_BETTER
 from .saliency import SUMMARY as SALIENCY_METRICS
 
 # Classification (zero-shot, and retrieval as classification over a gallery, where top-k is recall@k):
-# top-k accuracy (robust accuracy under attack) and the attack success rate over clean-correct images.
-CLASSIFICATION_METRICS = ("top1", "top5", "top10", "ASR")
+# top-k accuracy (robust accuracy under attack), the attack success rate over clean-correct images, and
+# for models with an image-depth matching head the matching accuracy ITM.
+CLASSIFICATION_METRICS = ("top1", "top5", "top10", "ITM", "ASR")
 
 METRICS = {
     "saliency": SALIENCY_METRICS,

@@ -7,11 +7,16 @@ label (N,). Attack objective: cross-entropy; for retrieval it pushes the query's
 match. Black-box and C&W-style attacks use the margin m = Z_y - max_{j != y} Z_j of Carlini & Wagner
 (2017, eq. f_6): an attack succeeds when m < 0.
 
-Metrics: top-k accuracy (k = 1, 5, 10; robust accuracy under attack) and the attack success rate
-ASR = #{clean-correct images misclassified under attack} / #{clean-correct images}.
+A query has one modality (RGB, or depth for depth -> RGB retrieval): a cell's default modality, rgbd
+("every input the model takes"), attacks the query; naming the other modality is an error.
+
+Metrics: top-k accuracy (k = 1, 5, 10; robust accuracy under attack), the attack success rate
+ASR = #{clean-correct images misclassified under attack} / #{clean-correct images}, and for models with
+an image-depth matching head (rgbd-clip) the matching accuracy ITM (see ``matching_accuracy``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,9 +27,19 @@ from torch import Tensor, nn
 from attacks.threat import AttackSpace, ThreatModel
 from benchmark.data.labelled import LabelledBatch, make_labelled_batch
 from benchmark.metrics import CLASSIFICATION_METRICS
+from benchmark.suite import Cell
 from benchmark.tasks.saliency import ModelView
 
 TOP_K = (1, 5, 10)
+
+
+@dataclass
+class Prediction:
+    """What the scored model returns on a batch: logits (N,K), and the query images they score, which a
+    model with a matching head reads again."""
+
+    logits: Tensor
+    query: Tensor
 
 
 def margin(logits: Tensor, label: Tensor) -> Tensor:
@@ -56,8 +71,25 @@ class ClassificationTask:
         return make_labelled_batch(samples, size)
 
     def prepare(self, model: nn.Module, dataset: Any) -> None:
-        """Build the model's classes (prompt or gallery embeddings) for ``dataset``."""
-        model.set_classes(dataset.classnames, dataset.templates)
+        """Give the model what ``dataset``'s queries are scored against: class prompts, or a gallery."""
+        wants, has = ("set_gallery", "an image gallery") if hasattr(dataset, "gallery") else ("set_classes", "prompts")
+        if not hasattr(model, wants):
+            raise ValueError(f"dataset {dataset.name!r} scores queries against {has}; "
+                             f"{type(model).__name__} takes no {has}")
+        if wants == "set_gallery":
+            model.set_gallery(dataset.gallery(model.input_size).to(next(model.parameters())), dataset.query)
+        else:
+            model.set_classes(dataset.classnames, dataset.templates)
+
+    def bind(self, cell: Cell, dataset: Any) -> Cell:
+        """The cell attacking ``dataset``'s query modality: rgbd (every input) becomes that modality."""
+        modality = cell.threat.modality
+        if modality == "rgbd":
+            return replace(cell, threat=replace(cell.threat, modality=dataset.query))
+        if modality != dataset.query:
+            raise ValueError(f"cell {cell.attack} attacks {modality}, but the queries of dataset {dataset.name!r} "
+                             f"are {dataset.query} images")
+        return cell
 
     def attack_space(self, batch: LabelledBatch, threat: ThreatModel) -> AttackSpace:
         return AttackSpace(batch.rgb, batch.depth, threat)
@@ -65,8 +97,9 @@ class ClassificationTask:
     def attacked_model(self, model: nn.Module, space: AttackSpace) -> nn.Module:
         return ClassifierView(model, space)
 
-    def forward(self, model: nn.Module, rgb: Tensor | None, depth: Tensor | None) -> Tensor:
-        return model(rgb if rgb is not None else depth)
+    def forward(self, model: nn.Module, rgb: Tensor | None, depth: Tensor | None) -> Prediction:
+        query = rgb if rgb is not None else depth
+        return Prediction(model(query), query)
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """(N,) cross-entropy, what gradient attacks maximise."""
@@ -109,16 +142,22 @@ class ClassificationTask:
 
 
     # scoring
-    def score(self, model: nn.Module, logits: Tensor, batch: LabelledBatch,
+    def score(self, model: nn.Module, prediction: Prediction, batch: LabelledBatch,
               exclude: Tensor | None = None) -> list[tuple[dict[str, float], dict[str, np.ndarray]]]:
-        """Per image: the rank of the true class (0 = top-1) and top-k hits; no curves. ``exclude`` (a
-        patch mask) does not apply to a label."""
+        """Per image: the rank of the true class (0 = top-1), top-k hits and, for a model with a matching
+        head, its ITM accuracy; no curves. ``exclude`` (a patch mask) does not apply to a label."""
+        logits = prediction.logits
         true = logits.gather(1, batch.target[:, None])
         rank = (logits > true).sum(1).cpu()
-        return [({"rank": int(r), **{f"top{k}": float(r < k) for k in TOP_K}}, {}) for r in rank]
+        scores = [{"rank": int(r), **{f"top{k}": float(r < k) for k in TOP_K}} for r in rank]
+        if hasattr(model, "matching_accuracy"):
+            for s, itm in zip(scores, model.matching_accuracy(prediction.query, batch.target, logits).tolist()):
+                s["ITM"] = itm
+        return [(s, {}) for s in scores]
 
     def summarise(self, records: list[dict], curves: dict[str, np.ndarray]) -> dict[str, float]:
-        return {f"top{k}": float(np.mean([r[f"top{k}"] for r in records])) for k in TOP_K}
+        names = [f"top{k}" for k in TOP_K] + (["ITM"] if records and "ITM" in records[0] else [])
+        return {m: float(np.mean([r[m] for r in records])) for m in names}
 
     def against_clean(self, records: list[dict], clean: list[dict]) -> dict[str, float]:
         """ASR over the images this cell and the clean cell share that were correct clean (NaN if none)."""

@@ -23,6 +23,7 @@ from attacks.threat import AttackSpace, ThreatModel
 from benchmark.data import Batch, Sample, make_batch
 from benchmark.data.base import resize
 from benchmark.metrics import saliency as sod
+from benchmark.suite import Cell
 
 
 class ModelView(nn.Module):
@@ -96,6 +97,10 @@ class SaliencyTask:
 
     def prepare(self, model: nn.Module, dataset: Any) -> None:
         """Nothing to build: a saliency model's output does not depend on the dataset."""
+
+    def bind(self, cell: Cell, dataset: Any) -> Cell:
+        """Every RGB-D dataset has both modalities: the cell as it is."""
+        return cell
 
     def forward(self, model: nn.Module, rgb: Tensor, depth: Tensor) -> Tensor:
         return model(rgb, depth)

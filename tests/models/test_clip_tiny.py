@@ -1,6 +1,6 @@
 """clip-tiny and its trainer: a short run saves a checkpoint that loads strictly into a fresh model and
 gives the trained model's logits, with its JSON sidecar; the shipped recipe beats chance clearly (slow:
-the small ViT needs the whole recipe, about 4 CPU minutes, before shape-level zero-shot emerges)."""
+the shipped recipe trains once per session, about 2 CPU minutes, in the `trained_clip_tiny` fixture)."""
 import json
 
 import open_clip
@@ -31,8 +31,9 @@ def trained(tmp_path_factory):
     return built[0], out, scores
 
 
-def test_config_is_a_small_vit_for_32px_images():
+def test_config_is_a_small_resnet_clip_for_32px_images():
     model = clip_tiny()
+    assert isinstance(model.model.visual, open_clip.model.ModifiedResNet)
     assert "clip-tiny" in open_clip.list_models() and open_clip.list_models().count("clip-tiny") == 1
     assert model.input_size == 32 and model.tokenizer.context_length == 20
     assert 1e6 < sum(p.numel() for p in model.parameters()) < 1e7
@@ -62,8 +63,8 @@ def test_sidecar_records_the_recipe_and_the_scores(trained):
 
 
 @pytest.mark.slow
-def test_the_shipped_recipe_beats_chance_clearly(tmp_path):
-    scores = train_clip("clip-tiny", tmp_path / "clip-tiny.pt", RECIPES["clip-tiny"])
+def test_the_shipped_recipe_beats_chance_clearly(trained_clip_tiny):
+    scores = json.loads(trained_clip_tiny.with_suffix(".json").read_text())["test"]
     chance = 1 / len(CLASSES)
-    assert scores["top1"] > 2 * chance, scores
+    assert scores["top1"] > 4 * chance, scores
     assert scores["top5"] >= scores["top1"] and scores["R@5"] >= scores["R@1"] > 8 / len(CaptionedShapes("test")), scores

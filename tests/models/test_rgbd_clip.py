@@ -62,14 +62,34 @@ def test_forward_scores_the_gallery_and_is_differentiable_in_the_query(model, ba
 
 def test_depth_query_uses_the_depth_encoder_against_an_rgb_gallery(batch):
     torch.manual_seed(0)
-    model = RGBDCLIP(query="depth").eval()
-    model.set_gallery(batch.rgb)
+    model = RGBDCLIP().eval()
+    model.set_gallery(batch.rgb, query="depth")
     with torch.no_grad():
         assert torch.equal(model.gallery_embeddings, model.encode_rgb(batch.rgb))
         expected = model.scale() * model.encode_depth(batch.depth) @ model.encode_rgb(batch.rgb).T
         assert torch.allclose(model(batch.depth), expected, atol=1e-5)
     with pytest.raises(ValueError, match="query"):
-        RGBDCLIP(query="text")
+        model.set_gallery(batch.rgb, query="text")
+    with pytest.raises(ValueError, match=r"\(G,1,S,S\)"):
+        model.set_gallery(batch.rgb, query="rgb")  # an RGB query scores depth maps
+
+
+def test_matching_accuracy_reads_the_partner_and_the_hardest_negative(model, batch):
+    """ITM accuracy per query is (matched on its partner + not matched on its hardest ITC negative) / 2,
+    checked against the head called on those pairs directly, in both directions."""
+    for query, gallery, x in (("rgb", batch.depth, batch.rgb), ("depth", batch.rgb, batch.depth)):
+        model.set_gallery(gallery, query)
+        target = torch.tensor([1, 0, 3, 2, 5, 4])  # deliberately not the diagonal
+        with torch.no_grad():
+            logits = model(x)
+            negative = logits.scatter(1, target[:, None], float("-inf")).argmax(1)
+            assert (negative != target).all()
+            rgb_of = (lambda i: x) if query == "rgb" else (lambda i: gallery[i])
+            depth_of = (lambda i: gallery[i]) if query == "rgb" else (lambda i: x)
+            positive = model.itm_logits(rgb_of(target), depth_of(target)).argmax(1) == 1
+            hard = model.itm_logits(rgb_of(negative), depth_of(negative)).argmax(1) == 0
+            expected = (positive.double() + hard.double()) / 2
+            assert torch.equal(model.matching_accuracy(x, target, logits).double(), expected)
 
 
 def test_checkpoint_round_trip_is_strict_and_gives_the_same_logits(model, batch, tmp_path):
@@ -78,8 +98,8 @@ def test_checkpoint_round_trip_is_strict_and_gives_the_same_logits(model, batch,
     assert not any(k.startswith("gallery") for k in model.state_dict())  # the gallery is not saved
     torch.manual_seed(1)
     loaded = RGBDCLIP().eval()
-    loaded.set_gallery(batch.depth)
-    model.set_gallery(batch.depth)
+    loaded.set_gallery(batch.depth, "rgb")
+    model.set_gallery(batch.depth, "rgb")
     with torch.no_grad():
         assert not torch.allclose(loaded(batch.rgb), model(batch.rgb))
         loaded.load_checkpoint(path)  # re-encodes the gallery with the loaded weights
@@ -138,19 +158,19 @@ def test_trainer_saves_weights_and_sidecar(tmp_path):
 
 
 @pytest.mark.slow
-def test_short_training_lowers_the_loss_and_retrieves_far_above_chance(tmp_path):
-    """About 45 s on 2 CPU threads; over 3 seeds this recipe gave R@1 0.42-0.59 (chance 1/64)."""
+def test_the_shipped_recipe_lowers_the_loss_and_retrieves_far_above_chance(trained_rgbd_clip):
+    """The shipped recipe (about 140 s, trained once per session by the fixture) gave R@1 0.95 / 0.94 and
+    ITM accuracy 0.92 on the 64 test pairs; chance R@1 is 1/64, chance ITM accuracy 1/2."""
     ds = SyntheticRGBD("test")
     b = make_batch([ds[i] for i in range(32)], S)
     torch.manual_seed(0)
     untrained = RGBDCLIP().eval()
-    out = tmp_path / "rgbd-clip.pt"
-    scores = train_rgbd_clip("rgbd-clip", out, RGBDCLIPRecipe(epochs=8, train_images=1024, batch_size=32))
+    scores = json.loads(trained_rgbd_clip.with_suffix(".json").read_text())["test"]
     trained = RGBDCLIP().eval()
-    trained.load_checkpoint(out)
+    trained.load_checkpoint(trained_rgbd_clip)
     with torch.no_grad():
         itc_before = rgbd_clip_loss(untrained, b.rgb, b.depth, 1.0)[1]
         itc_after = rgbd_clip_loss(trained, b.rgb, b.depth, 1.0)[1]
     assert itc_after < itc_before - 1.0, (itc_before, itc_after)
-    assert scores["rgb2depth_R@1"] > 0.15 and scores["depth2rgb_R@1"] > 0.15, scores
+    assert scores["rgb2depth_R@1"] > 0.6 and scores["depth2rgb_R@1"] > 0.6 and scores["itm_acc"] > 0.75, scores
     assert scores == evaluate_rgbd_clip(trained)
