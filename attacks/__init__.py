@@ -1,6 +1,7 @@
 """Attack registry. Adding an attack is one module plus one line here."""
 from .art_backend import ARTAttack
 from .art_patch import ARTPatch
+from .autoattack import StandardAutoAttack
 from .base import CLASSIFICATION, Attack, AttackOutput, NoAttack
 from .cw import CarliniWagnerL2
 from .jsma import JSMA
@@ -24,7 +25,7 @@ ATTACKS: dict[str, Attack] = {
     "vmifgsm": TorchattacksAttack("VMIFGSM", "linf", N=5),
     "eotpgd": TorchattacksAttack("EOTPGD", "linf", eot_iter=2, random_start=True),
     # torchattacks, classifiers only; minimum-norm ones are kept where they fit the budget
-    "autoattack": TorchattacksAttack("AutoAttack", ("linf", "l2"), tasks=CLASSIFICATION, version="standard"),
+    "autoattack": StandardAutoAttack(),  # the reference's standard version, from torchattacks' parts
     "square": TorchattacksAttack("Square", ("linf", "l2"), tasks=CLASSIFICATION),  # black-box, n_queries
     "fab": TorchattacksAttack("FAB", ("linf", "l2"), minimum_norm=True, tasks=CLASSIFICATION),
     "deepfool": TorchattacksAttack("DeepFool", "l2", minimum_norm=True, tasks=CLASSIFICATION),

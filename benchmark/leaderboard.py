@@ -102,7 +102,8 @@ def to_markdown(df: pd.DataFrame, metrics: tuple[str, ...]) -> str:
                  if c in g and g[c].notna().any()]
         extra = (["n_images"] if "n_images" in g and g.n_images.nunique() > 1 else []) + extra
         shown = [m for m in metrics if m in g and g[m].notna().any()]  # e.g. ITM only for models with a matching head
-        cols = [c for c in ("attack", *optional, "modality", "norm", "eps", "eps_depth", "steps", *extra, *shown,
+        depth_budget = ["eps_depth"] if "eps_depth" in g and (g.eps_depth != g.eps).any() else []
+        cols = [c for c in ("attack", *optional, "modality", "norm", "eps", *depth_budget, "steps", *extra, *shown,
                             f"drop_{metrics[0]}") if c in g]
         lines.append("| " + " | ".join(cols) + " |")
         lines.append("|" + "---|" * len(cols))

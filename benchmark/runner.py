@@ -207,7 +207,11 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
         raise ValueError(f"dataset {dataset_name!r} is a {dataset.task} dataset; model {cfg.model!r} is a "
                          f"{task.name} model")
     task.prepare(model, dataset)
-    suite = replace(suite, cells=[task.bind(c, dataset) for c in suite.cells])
+    skipped = [c.attack for c in suite.cells if c.datasets is not None and dataset_name not in c.datasets]
+    if skipped:
+        print(f"[bench] {dataset_name}: skipping cells meant for other datasets: {', '.join(skipped)}", file=sys.stderr)
+    suite = replace(suite, cells=[task.bind(c, dataset) for c in suite.cells
+                                  if c.datasets is None or dataset_name in c.datasets])
 
     n = len(dataset) if suite.limit is None else min(suite.limit, len(dataset))
     dataset_sha = dataset.manifest_sha256()

@@ -16,6 +16,7 @@ from attacks import ATTACKS, ThreatModel
 SUITES_DIR = Path(__file__).parent / "suites"
 EXPANDED = ("eps", "eps_depth", "modality", "surrogate")
 CELL_KEYS = {"attack", "norm", "eps", "eps_depth", "modality", "steps", "rel_step", "queries", "surrogate", "images",
+             "datasets",
              "params"}
 
 
@@ -29,10 +30,12 @@ class Cell:
     params: dict[str, Any] = field(default_factory=dict)
     surrogate: str | None = None
     images: int | None = None  # only the first `images` test images (for slow black-box attacks)
+    datasets: tuple[str, ...] | None = None  # only on these of the suite's datasets (default: all)
 
     def spec(self) -> dict[str, Any]:
         spec = {"attack": self.attack, **self.threat.to_dict(), "params": self.params}
-        optional = {"surrogate": self.surrogate, "images": self.images}
+        optional = {"surrogate": self.surrogate, "images": self.images,
+                    "datasets": list(self.datasets) if self.datasets else None}
         return {**spec, **{k: v for k, v in optional.items() if v is not None}}
 
     @property
@@ -73,8 +76,17 @@ def _expand(entry: dict[str, Any], where: str) -> list[Cell]:
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from e
         images = int(entry["images"]) if "images" in entry else None
-        cells.append(Cell(name, threat, dict(entry.get("params", {})), values.get("surrogate"), images))
+        datasets = entry.get("datasets")
+        if datasets is not None and (not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets)):
+            raise ValueError(f"{where}: 'datasets' is a list of dataset names, got {datasets!r}")
+        cells.append(Cell(name, threat, dict(entry.get("params", {})), values.get("surrogate"), images,
+                          tuple(datasets) if datasets else None))
     return cells
+
+
+def _default_steps(name: str) -> int:
+    """One for single-step attacks, an attack's own ``default_steps`` (AutoAttack: 100), else 10."""
+    return 1 if name in ("none", "fgsm", "art-fgm") else getattr(ATTACKS[name], "default_steps", 10)
 
 
 def _threat(name: str, entry: dict[str, Any], values: dict[str, Any]) -> ThreatModel:
@@ -83,7 +95,7 @@ def _threat(name: str, entry: dict[str, Any], values: dict[str, Any]) -> ThreatM
         eps=_number(values.get("eps", 0)),
         eps_depth=_number(values["eps_depth"]) if "eps_depth" in values else None,
         modality=values.get("modality", "rgbd"),
-        steps=int(entry.get("steps", 1 if name in ("none", "fgsm", "art-fgm") else 10)),
+        steps=int(entry.get("steps", _default_steps(name))),
         rel_step=_number(entry.get("rel_step", 0.25)),
         queries=int(entry["queries"]) if "queries" in entry else None,
     )
@@ -108,6 +120,9 @@ def load_suite(name_or_path: str) -> Suite:
     datasets = tuple(datasets) if isinstance(datasets, list) else (datasets,)
     if not datasets or not all(isinstance(d, str) for d in datasets):
         raise ValueError(f"{path}: 'dataset' is a dataset name or a list of them, got {raw.get('dataset')!r}")
+    for c in cells:
+        if c.datasets and not set(c.datasets) <= set(datasets):
+            raise ValueError(f"{path}: cell {c.attack} names datasets {list(c.datasets)} outside the suite's {list(datasets)}")
     return Suite(name=path.stem, datasets=datasets, batch_size=int(raw.get("batch_size", 16)),
                  seed=int(raw.get("seed", 0)), cells=cells, limit=raw.get("limit"))
 

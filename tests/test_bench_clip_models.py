@@ -21,6 +21,7 @@ cells:
   - {{attack: pgd, eps: {PGD_EPS}, steps: 10}}
   - {{attack: square, eps: 4/255, queries: 300, images: 64}}
   - {{attack: deepfool, norm: l2, eps: 0.5, steps: 50, images: 64}}
+  - {{attack: fgsm, eps: {PGD_EPS}, datasets: [shapes]}}
 """
 RGBD_SUITE = f"""
 dataset: [synthetic-rgb2depth, synthetic-depth2rgb]
@@ -62,6 +63,8 @@ def test_clip_tiny_zero_shot_and_retrieval_under_attack(tmp_path, trained_clip_t
     roots, table = _bench(tmp_path, "clip-tiny", trained_clip_tiny, CLIP_SUITE)
     assert [json.loads((r / "manifest.json").read_text())["dataset"] for r in roots] == ["shapes", "shapes-captions"]
     assert set(table.dataset) == {"shapes", "shapes-captions"} and "ITM" not in table  # no matching head
+    assert "fgsm" in set(table[table.dataset == "shapes"].attack)
+    assert "fgsm" not in set(table[table.dataset == "shapes-captions"].attack)  # the cell names only shapes
     _assert_attacks_lower_the_scores(table, "shapes")
     _assert_attacks_lower_the_scores(table, "shapes-captions")
     records = _records(roots[0], "pgd")

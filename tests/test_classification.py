@@ -8,6 +8,7 @@ import torch
 import torchattacks
 
 from attacks import ATTACKS, ThreatModel
+from attacks.autoattack import StandardAutoAttack
 from attacks.base import within_budget
 from benchmark.checks import BudgetViolation, check_budget
 from benchmark.data.labelled import LabelledBatch
@@ -144,13 +145,25 @@ def test_autoattack_is_deterministic_under_a_fixed_seed_and_uses_the_models_clas
     assert not torch.equal(runs[0], x[:4])
     assert torch.equal(runs[0], runs[1])
     built = []
-    original = torchattacks.AutoAttack.__init__
+    original = StandardAutoAttack.parts
 
-    @functools.wraps(original)
-    def spy(self, *args, **kwargs):
-        built.append(kwargs)
-        original(self, *args, **kwargs)
+    def spy(self, *args):
+        built.append(args[2:])
+        return original(self, *args)
 
-    monkeypatch.setattr(torchattacks.AutoAttack, "__init__", spy)
+    monkeypatch.setattr(StandardAutoAttack, "parts", spy)
     ATTACKS["autoattack"](model, x[:2], y[:2], th, TASK, seed=7)
-    assert built == [{"eps": 32 / 255, "norm": "Linf", "n_classes": 10, "version": "standard", "seed": 7}]
+    assert built == [(10, 7)]  # the model's class count, the cell's seed
+
+
+@pytest.mark.parametrize("n_classes,targets", [(10, 9), (256, 9), (8, 7)])
+def test_autoattack_parts_are_configured_as_the_reference_standard_version(n_classes, targets):
+    th = ThreatModel(norm="l2", eps=0.5, modality="rgb", steps=StandardAutoAttack.default_steps)
+    apgd, apgd_t, fab_t, square = StandardAutoAttack().parts(torch.nn.Linear(4, n_classes), th, n_classes, 3)
+    assert [type(a) for a in (apgd, apgd_t, fab_t, square)] == [torchattacks.APGD, torchattacks.APGDT,
+                                                                torchattacks.FAB, torchattacks.Square]
+    assert apgd.loss == "ce" and apgd.steps == apgd_t.steps == fab_t.steps == 100
+    assert apgd_t.n_target_classes == fab_t.n_target_classes == targets and fab_t.multi_targeted
+    assert square.n_queries == 5000 and not square.rescale_schedule and square.p_init == 0.8
+    assert all(a.seed == 3 and a.n_restarts == 1 and a.norm == "L2" and a.eps == 0.5
+               for a in (apgd, apgd_t, fab_t, square))

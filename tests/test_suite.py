@@ -50,3 +50,26 @@ def test_own_and_transfer_suites_expand_with_their_own_keys(tmp_path):
     plain.write_text("cells:\n  - {attack: patch, norm: patch, eps: 0.04, eps_depth: 0.1}\n")
     with pytest.raises(ValueError, match=r"p\.yaml: cells\[0\]: patch budget"):
         load_suite(str(plain))
+
+
+def test_clip_suites_list_their_datasets_and_steps_default_per_attack(tmp_path):
+    assert load_suite("clip").datasets == ("shapes", "shapes-captions")
+    assert load_suite("rgbd-clip").datasets == ("synthetic-rgb2depth", "synthetic-depth2rgb")
+    assert load_suite("default").datasets == ("synthetic",)
+    steps = tmp_path / "s.yaml"
+    steps.write_text("cells:\n  - {attack: autoattack, eps: 2/255}\n  - {attack: fgsm, eps: 2/255}\n"
+                     "  - {attack: pgd, eps: 2/255}\n  - {attack: autoattack, eps: 2/255, steps: 20}\n")
+    assert [c.threat.steps for c in load_suite(str(steps)).cells] == [100, 1, 10, 20]  # AutoAttack's reference: 100
+    steps.write_text("dataset: {a: 1}\ncells:\n  - {attack: none}\n")
+    with pytest.raises(ValueError, match=r"s\.yaml: 'dataset' is a dataset name or a list"):
+        load_suite(str(steps))
+
+
+def test_a_cell_may_be_limited_to_some_of_the_suites_datasets(tmp_path):
+    jsma = [c for c in load_suite("clip").cells if c.attack in ("ta-jsma", "art-jsma")]
+    assert jsma and all(c.datasets == ("shapes",) and c.spec()["datasets"] == ["shapes"] for c in jsma)
+    assert all(c.datasets is None and "datasets" not in c.spec() for c in load_suite("clip").cells if c not in jsma)
+    bad = tmp_path / "d.yaml"
+    bad.write_text("dataset: [shapes]\ncells:\n  - {attack: pgd, eps: 1/255, datasets: [NJU2K]}\n")
+    with pytest.raises(ValueError, match=r"d\.yaml: cell pgd names datasets \['NJU2K'\] outside"):
+        load_suite(str(bad))
