@@ -5,7 +5,7 @@ threat model supplies eps, alpha = rel_step * eps, steps, the norm name ("Linf"/
 (``n_queries``), for L0 attacks the feature fraction ``gamma`` = eps / channels (so at most eps of the
 pixel positions change), and the number of classes (``n_classes``, read from the model's output), each
 passed only where the class takes it. The runner's ``seed`` reaches the attacks that take one
-(AutoAttack, APGD, FAB, Square): without it AutoAttack seeds itself from the clock.
+(APGD, FAB, Square). AutoAttack has its own module (``autoattack.py``).
 
 JSMA in torchattacks is targeted; untargeted, it aims at (y + 1) mod 10, which is a wrong class index
 for any other number of classes, so it runs targeted at (y + 1) mod K here. Minimum-norm attacks (C&W,
