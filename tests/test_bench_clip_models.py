@@ -49,11 +49,11 @@ def _records(root, attack):
     raise AssertionError(f"no {attack} cell in {root}")
 
 
-def _assert_attacks_lower_the_scores(table, dataset, metric="top1"):
+def _assert_attacks_lower_the_scores(table, dataset, clean_at_least, metric="top1"):
     rows = table[table.dataset == dataset].set_index("attack")
     clean = rows.loc["none", metric]
-    assert clean > 0.5, rows[metric]
-    assert rows.loc["pgd", metric] < clean - 0.3 and rows.loc["pgd", "ASR"] > 0.5, rows[metric]
+    assert clean > clean_at_least, rows[metric]
+    assert rows.loc["pgd", metric] < clean / 2 and rows.loc["pgd", "ASR"] > 0.5, rows[metric]
     attacked = rows.drop(index="none")
     assert (attacked[f"drop_{metric}"] > 0).all(), attacked[[metric, f"drop_{metric}"]]  # vs clean on the same images
 
@@ -65,8 +65,8 @@ def test_clip_tiny_zero_shot_and_retrieval_under_attack(tmp_path, trained_clip_t
     assert set(table.dataset) == {"shapes", "shapes-captions"} and "ITM" not in table  # no matching head
     assert "fgsm" in set(table[table.dataset == "shapes"].attack)
     assert "fgsm" not in set(table[table.dataset == "shapes-captions"].attack)  # the cell names only shapes
-    _assert_attacks_lower_the_scores(table, "shapes")
-    _assert_attacks_lower_the_scores(table, "shapes-captions")
+    _assert_attacks_lower_the_scores(table, "shapes", 0.5)  # chance 1/8; measured 0.86
+    _assert_attacks_lower_the_scores(table, "shapes-captions", 0.2)  # R@1 over 256 captions; measured 0.34
     records = _records(roots[0], "pgd")
     assert max(r["linf_rgb"] for r in records) <= PGD_EPS + 1e-6 and "linf_depth" not in records[0]
     found = table[(table.dataset == "shapes") & (table.attack == "deepfool")].found_norm.iloc[0]
@@ -80,7 +80,7 @@ def test_rgbd_clip_retrieval_both_ways_under_attack(tmp_path, trained_rgbd_clip)
     for root, query, other in zip(roots, ("rgb", "depth"), ("depth", "rgb")):
         dataset = json.loads((root / "manifest.json").read_text())["dataset"]
         assert dataset == f"synthetic-{query}2{other}"
-        _assert_attacks_lower_the_scores(table, dataset)
+        _assert_attacks_lower_the_scores(table, dataset, 0.6)  # R@1 over 64 pairs; measured 0.94, 0.97
         rows = table[table.dataset == dataset].set_index("attack")
         assert rows.loc["none", "ITM"] > 0.75 and rows.loc["pgd", "ITM"] < rows.loc["none", "ITM"], rows.ITM
         assert (rows.drop(index="none").modality == query).all()
