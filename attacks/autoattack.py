@@ -26,8 +26,8 @@ from torch import Tensor, nn
 
 from .base import CLASSIFICATION, check_norm
 from .threat import ThreatModel
+from .torchattacks_backend import NORM_NAMES
 
-NORM_NAMES = {"linf": "Linf", "l2": "L2"}
 TARGET_CLASSES = 9  # the reference's n_target_classes for APGD-T and FAB-T
 SQUARE_QUERIES = 5000
 

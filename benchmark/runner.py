@@ -157,9 +157,9 @@ def fit_universal(cell: Cell, crafter: torch.nn.Module, task: Any, suite: Suite,
     if cached is not None:
         return cached.to(device)
     fit_name = cell.params.get("fit_dataset", dataset.name)
-    if not has_train_split(fit_name):
-        raise ValueError(f"universal attack {cell.attack!r} on {dataset.name}: {fit_name!r} has no train split; "
-                         f"give params.fit_dataset, a generated training set")
+    if fit_name == dataset.name and not has_train_split(fit_name):
+        raise ValueError(f"universal attack {cell.attack!r} on {dataset.name}: folder datasets have no train split; "
+                         f"give params.fit_dataset, a different training set")
     train = load_dataset(fit_name, "train", cfg.data_root)
     n = min(int(cell.params.get("fit_images", 128)), len(train))
     batches = make_batches(task, [train[i] for i in range(n)], n, size, suite.batch_size, device)
@@ -207,11 +207,11 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
         raise ValueError(f"dataset {dataset_name!r} is a {dataset.task} dataset; model {cfg.model!r} is a "
                          f"{task.name} model")
     task.prepare(model, dataset)
-    skipped = [c.attack for c in suite.cells if c.datasets is not None and dataset_name not in c.datasets]
-    if skipped:
-        print(f"[bench] {dataset_name}: skipping cells meant for other datasets: {', '.join(skipped)}", file=sys.stderr)
-    suite = replace(suite, cells=[task.bind(c, dataset) for c in suite.cells
-                                  if c.datasets is None or dataset_name in c.datasets])
+    cells = [c for c in suite.cells if c.datasets is None or dataset_name in c.datasets]
+    if len(cells) < len(suite.cells):
+        skipped = ", ".join(c.attack for c in suite.cells if c not in cells)
+        print(f"[bench] {dataset_name}: skipping cells meant for other datasets: {skipped}", file=sys.stderr)
+    suite = replace(suite, cells=[task.bind(c, dataset) for c in cells])
 
     n = len(dataset) if suite.limit is None else min(suite.limit, len(dataset))
     dataset_sha = dataset.manifest_sha256()

@@ -77,7 +77,7 @@ class ClassificationTask:
             raise ValueError(f"dataset {dataset.name!r} scores queries against {has}; "
                              f"{type(model).__name__} takes no {has}")
         if wants == "set_gallery":
-            model.set_gallery(dataset.gallery(model.input_size).to(next(model.parameters())), dataset.query)
+            model.set_gallery(dataset.gallery(model.input_size), dataset.query)
         else:
             model.set_classes(dataset.classnames, dataset.templates)
 
