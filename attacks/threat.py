@@ -7,7 +7,9 @@ is mapped affinely about mid-grey,
     u_c = 0.5 + (x_c - 0.5) * E / eps_c,   E = min(eps_c over attacked channels),
 
 which turns the per-modality balls ``|delta_c| <= eps_c`` into one ball ``|delta_u| <= E`` that any
-library attack can project onto. Because ``eps_c >= E`` every valid ``x_c in [0,1]`` lies inside
+library attack can project onto. A modality with a zero budget (``modality: rgbd, eps_depth: 0``) is not
+part of the attack space: it stays exactly clean while the other is attacked (``space_modality``), so
+E > 0 whenever any attacked budget is. Because ``eps_c >= E`` every valid ``x_c in [0,1]`` lies inside
 ``u_c in [0,1]``; the wrapper clamps ``x`` back to [0,1], so the library's clipping never leaves the
 budget. For L2 the budget is the joint norm ``||(delta_rgb * E/eps_rgb, delta_depth * E/eps_depth)||_2 <= E``.
 
@@ -65,10 +67,24 @@ class ThreatModel:
         return self.eps if self.eps_depth is None else self.eps_depth
 
     @property
+    def space_modality(self) -> Modality:
+        """The modalities the attack space holds: the attacked ones with a non-zero pixel budget (all
+        attacked ones when every budget is zero, e.g. the clean cell)."""
+        if self.modality != "rgbd" or not self.pixel_norm or (self.eps > 0) == (self.depth_eps > 0):
+            return self.modality
+        return "rgb" if self.eps > 0 else "depth"
+
+    def budget(self, modality: str) -> float:
+        """The pixel budget of ``modality`` ("rgb" or "depth"): 0 where it is not attacked."""
+        if self.modality not in (modality, "rgbd"):
+            return 0.0
+        return self.eps if modality == "rgb" else self.depth_eps
+
+    @property
     def channel_eps(self) -> tuple[float, ...]:
-        """Budget of each attacked channel, in attack-space channel order."""
+        """Budget of each channel of the attack space, in attack-space channel order."""
         rgb, d = (self.eps,) * 3, (self.depth_eps,)
-        return {"rgb": rgb, "depth": d, "rgbd": rgb + d}[self.modality]
+        return {"rgb": rgb, "depth": d, "rgbd": rgb + d}[self.space_modality]
 
     @property
     def space_eps(self) -> float:
@@ -92,30 +108,32 @@ class AttackSpace:
     cannot be attacked."""
 
     def __init__(self, rgb: Tensor | None, depth: Tensor | None, threat: ThreatModel):
-        wanted = {"rgb": ("rgb",), "depth": ("depth",), "rgbd": ("rgb", "depth")}[threat.modality]
+        wanted = {"rgb": ("rgb",), "depth": ("depth",), "rgbd": ("rgb", "depth")}[threat.space_modality]
         missing = [m for m, x in (("rgb", rgb), ("depth", depth)) if x is None and m in wanted]
         if missing:
             raise ValueError(f"modality {threat.modality!r}: the model takes no {missing[0]} input")
         self.rgb, self.depth, self.threat = rgb, depth, threat
         eps = threat.channel_eps
         e = threat.space_eps
-        # scale_c = E / eps_c (1 where a channel is unperturbable, i.e. eps_c = E = 0, and for l0/patch)
+        # scale_c = E / eps_c (1 when every budget is zero, E = 0, and for l0/patch)
         scale = [e / c if c > 0 and threat.pixel_norm else 1.0 for c in eps]
         like = rgb if rgb is not None else depth
         self.scale = torch.tensor(scale, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
+        self.identity = all(c == 1.0 for c in scale)  # equal budgets: u = x exactly, no rounding
 
     def _stack(self, rgb: Tensor | None, depth: Tensor | None) -> Tensor:
-        m = self.threat.modality
+        m = self.threat.space_modality
         return rgb if m == "rgb" else depth if m == "depth" else torch.cat([rgb, depth], 1)
 
     def initial(self) -> Tensor:
         """The clean batch in attack space."""
-        return 0.5 + (self._stack(self.rgb, self.depth) - 0.5) * self.scale
+        x = self._stack(self.rgb, self.depth)
+        return x.clone() if self.identity else 0.5 + (x - 0.5) * self.scale
 
     def compose(self, u: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """(rgb, depth) in [0,1] from an attack-space tensor; unattacked modalities stay clean."""
-        x = (0.5 + (u - 0.5) / self.scale).clamp(0, 1)
-        m = self.threat.modality
+        x = (u if self.identity else 0.5 + (u - 0.5) / self.scale).clamp(0, 1)
+        m = self.threat.space_modality
         if m == "rgb":
             return x, self.depth
         if m == "depth":

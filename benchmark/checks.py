@@ -70,28 +70,40 @@ def check_budget(names: list[str], rgb0: Tensor | None, depth0: Tensor | None, r
                  depth: Tensor | None, threat: ThreatModel, mask: Tensor | None = None) -> dict[str, Tensor]:
     """Raise :class:`BudgetViolation` naming the image if any perturbation leaves the threat model.
     A modality the model does not take is None. ``mask`` (N,1,H,W) bool: a patch attack's patch pixels,
-    the only ones it may change."""
+    the only ones it may change. Non-finite inputs are a violation; a modality with a zero budget (not
+    attacked, or ``eps_depth: 0``) must be exactly unchanged, bit for bit."""
     present = _present(rgb0, depth0, rgb, depth)
+    for m, (_, b) in present.items():
+        bad = (~torch.isfinite(b)).flatten(1).any(1).nonzero().flatten().tolist()
+        if bad:
+            raise BudgetViolation(f"image {names[bad[0]]}: the adversarial {m} input has non-finite values")
     changed = changed_pixels(rgb0, depth0, rgb, depth)
     n = perturbation_norms(rgb0, depth0, rgb, depth, changed)
     lo = min(b.min().item() for _, b in present.values())
     hi = max(b.max().item() for _, b in present.values())
     if lo < 0 or hi > 1:
         raise BudgetViolation(f"adversarial input leaves [0,1]: range [{lo:.6g}, {hi:.6g}]")
-    attacked = {"rgb": ("rgb", "rgbd"), "depth": ("depth", "rgbd")}
-    eps = {m: (threat.eps if m == "rgb" else threat.depth_eps) if threat.modality in attacked[m] else 0.0
-           for m in present}
-    if threat.norm == "linf":
-        excess = torch.stack([n[f"linf_{m}"] - eps[m] for m in present]).amax(0)
+    frozen = [m for m in present if not threat.pixel_norm and threat.modality not in (m, "rgbd")
+              or threat.pixel_norm and threat.budget(m) == 0]
+    for m in frozen:
+        a, b = present[m]
+        bad = (a != b).flatten(1).any(1).nonzero().flatten().tolist()
+        if bad:
+            i = bad[0]
+            raise BudgetViolation(f"image {names[i]}: {m} has a zero budget but changed by up to "
+                                  f"{n[f'linf_{m}'][i].item():.3g} (threat {threat.to_dict()})")
+    scored = [m for m in present if m not in frozen]
+    excess = torch.zeros(len(names), device=changed.device)
+    if not scored:
+        pass
+    elif threat.norm == "linf":
+        excess = torch.stack([n[f"linf_{m}"] - threat.budget(m) for m in scored]).amax(0)
     elif not threat.pixel_norm:
         excess = _region_excess(changed, threat, mask)
     else:
         e = threat.space_eps
-        weighted = sum((n[f"l2_{m}"] * (e / eps[m] if eps[m] > 0 else 0.0)) ** 2 for m in present)
+        weighted = sum((n[f"l2_{m}"] * (e / threat.budget(m))) ** 2 for m in scored)
         excess = torch.sqrt(weighted) - e * (1 + L2_RELATIVE_TOLERANCE)
-    for m in present:  # a modality outside the threat model must stay untouched
-        if threat.modality not in attacked[m]:
-            excess = torch.maximum(excess, n[f"linf_{m}"])
     bad = (excess > TOLERANCE).nonzero().flatten().tolist()
     if bad:
         i = bad[0]

@@ -172,7 +172,7 @@ def fit_universal(cell: Cell, crafter: torch.nn.Module, task: Any, suite: Suite,
     finally:
         task.prepare(crafter, dataset)
     store.write_universal(cell.id, pert, {"attack": cell.attack, "kind": attack.universal_kind, "cell": cell.spec(),
-                                          "eps": cell.threat.space_eps, "modality": cell.threat.modality,
+                                          "eps": cell.threat.space_eps, "modality": cell.threat.space_modality,
                                           "fit_dataset": fit_name, "fit_images": n, "seed": seed})
     return pert
 

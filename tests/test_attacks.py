@@ -38,20 +38,75 @@ def test_attack_space_round_trip_and_scaling(toy_batch):
     assert torch.allclose(moved, torch.full_like(moved, 12 / 255), atol=1e-5)
 
 
+def _random_sign_gain(model, batch, th):
+    """How much the objective changes under random noise on the attacked modalities (L-inf: +-eps per
+    pixel; L2: a random direction of norm eps per image): the bar an attack must clear (a no-op gains 0)."""
+    g = torch.Generator().manual_seed(1)
+    def noisy(x, eps):
+        if not eps:
+            return x
+        if th.norm == "linf":
+            return (x + eps * (torch.randint(0, 2, x.shape, generator=g) * 2 - 1)).clamp(0, 1)
+        d = torch.randn(x.shape, generator=g)
+        return (x + eps * d / d.flatten(1).norm(dim=1).view(-1, 1, 1, 1)).clamp(0, 1)
+    with torch.no_grad():
+        before = TASK.loss(model(batch.rgb, batch.depth), batch.target).mean()
+        after = TASK.loss(model(noisy(batch.rgb, th.budget("rgb")), noisy(batch.depth, th.budget("depth"))),
+                          batch.target).mean()
+    return (after - before).abs().item()
+
+
 @pytest.mark.parametrize("name", GRADIENT_ATTACKS + ["art-square"])
 @pytest.mark.parametrize("modality", ["rgb", "depth", "rgbd"])
 def test_budget_holds_and_other_modality_untouched(name, modality, toy_model, toy_batch):
-    th = ThreatModel(eps=4 / 255, eps_depth=10 / 255, modality=modality, steps=3)
+    black_box = name == "art-square"
+    th = ThreatModel(eps=4 / 255, eps_depth=10 / 255, modality=modality, steps=200 if black_box else 3)
     rgb, depth, before, after = _attack(name, toy_model, toy_batch, th)
     check_budget(toy_batch.names, toy_batch.rgb, toy_batch.depth, rgb, depth, th)
     d_rgb = (rgb - toy_batch.rgb).abs().amax().item()
     d_depth = (depth - toy_batch.depth).abs().amax().item()
     assert d_rgb <= 4 / 255 + 1e-6 and d_depth <= 10 / 255 + 1e-6
-    if modality == "rgb":
-        assert d_depth == 0 and d_rgb > 0
-    if modality == "depth":
-        assert d_rgb == 0 and d_depth > 0
-    assert after >= before - 1e-6  # none of them may make the objective better for the model
+    assert (d_rgb > 0) == (modality != "depth") and (d_depth > 0) == (modality != "rgb")  # every attacked one moved
+    assert (d_rgb == 0) == (modality == "depth") and (d_depth == 0) == (modality == "rgb")  # the other exactly clean
+    # the objective rose by a margin: well above what random noise of the same budget does
+    assert after - before > (1.5 if black_box else 5) * _random_sign_gain(toy_model, toy_batch, th), (before, after)
+
+
+@pytest.mark.parametrize("norm,eps,attack", [("linf", 8 / 255, "pgd"), ("l2", 1.0, "pgdl2")])
+@pytest.mark.parametrize("zero", ["rgb", "depth"])
+def test_zero_budget_modality_stays_exactly_clean(norm, eps, attack, zero, toy_model, toy_batch):
+    """rgbd with a zero budget on one modality attacks the other alone; the zero one is bit-for-bit clean."""
+    th = ThreatModel(norm=norm, eps=0 if zero == "rgb" else eps, eps_depth=0 if zero == "depth" else eps,
+                     modality="rgbd", steps=3)
+    assert th.space_eps == eps and th.space_modality == ("depth" if zero == "rgb" else "rgb")
+    rgb, depth, before, after = _attack(attack, toy_model, toy_batch, th)
+    assert torch.isfinite(rgb).all() and torch.isfinite(depth).all()
+    clean, attacked = ((toy_batch.rgb, rgb), (toy_batch.depth, depth)) if zero == "rgb" else \
+        ((toy_batch.depth, depth), (toy_batch.rgb, rgb))
+    assert torch.equal(clean[0], clean[1])
+    assert (attacked[1] - attacked[0]).abs().amax() > eps / 4 if norm == "linf" else \
+        (attacked[1] - attacked[0]).norm() > 0.5
+    check_budget(toy_batch.names, toy_batch.rgb, toy_batch.depth, rgb, depth, th)
+    assert after - before > 5 * _random_sign_gain(toy_model, toy_batch, th)
+
+
+def test_zero_budget_means_zero_change_and_nan_is_a_violation(toy_batch):
+    b = toy_batch
+    for th in (ThreatModel(eps=8 / 255, eps_depth=0, modality="rgbd"),
+               ThreatModel(norm="l2", eps=1.0, eps_depth=0, modality="rgbd")):
+        depth = b.depth.clone()
+        depth[0, 0, 0, 0] = 1 - depth[0, 0, 0, 0]  # one depth pixel: any change at all is over a zero budget
+        with pytest.raises(BudgetViolation, match=f"{b.names[0]}: depth has a zero budget"):
+            check_budget(b.names, b.rgb, b.depth, b.rgb, depth, th)
+        nan = b.rgb.clone()
+        nan[1, 0, 3, 3] = float("nan")
+        with pytest.raises(BudgetViolation, match=f"{b.names[1]}: the adversarial rgb input has non-finite"):
+            check_budget(b.names, b.rgb, b.depth, nan, b.depth, th)
+    clean_cell = ThreatModel(eps=0, modality="rgbd")
+    space = AttackSpace(b.rgb, b.depth, clean_cell)
+    rgb, depth = space.compose(space.initial())
+    assert torch.equal(rgb, b.rgb) and torch.equal(depth, b.depth)  # the clean cell round-trips exactly
+    check_budget(b.names, b.rgb, b.depth, rgb, depth, clean_cell)
 
 
 def test_l2_budget(toy_model, toy_batch):

@@ -55,6 +55,26 @@ def test_score_ranks_and_asr_against_clean():
     assert TASK.against_clean(records, clean) == {"ASR": 0.5}
 
 
+def test_ties_and_nan_follow_one_rule_in_scoring_and_attacks():
+    """A tie goes to the lower index, as argmax (every library attack) decides it; NaN is never correct."""
+    logits = torch.tensor([[1.0, 2.0, 2.0], [2.0, 2.0, 0.0], [0.0, float("nan"), 3.0], [3.0, 1.0, 1.0]])
+    label = torch.tensor([2, 0, 2, 0])
+    scores = [s for s, _ in TASK.score(torch.nn.Identity(), Prediction(logits, logits), LabelledBatch(
+        ["a", "b", "c", "d"], logits, None, label))]
+    assert [s["top1"] for s in scores] == [0.0, 1.0, 0.0, 1.0] and [s["rank"] for s in scores] == [1, 0, 3, 0]
+    assert TASK.success(logits, label).tolist() == [True, False, True, False]
+    finite = ~logits.isnan().any(1)
+    assert torch.equal(TASK.success(logits, label)[finite], (logits.argmax(1) != label)[finite])
+
+
+def test_caption_retrieval_merges_duplicate_captions():
+    ds = load_dataset("shapes-captions")
+    assert len(set(ds.classnames)) == len(ds.classnames) < len(ds)  # 18 test images share a caption
+    for i in range(len(ds)):
+        item = ds[i]
+        assert ds.classnames[item.label] == item.caption
+
+
 def test_a_cell_attacks_the_query_modality_of_its_dataset():
     depth_queries = load_dataset("synthetic-depth2rgb")
     default = Cell("pgd", ThreatModel(eps=0.01))  # modality rgbd: every input the model takes

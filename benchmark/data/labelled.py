@@ -66,8 +66,10 @@ def make_labelled_batch(samples: Sequence[LabelledImage], size: int) -> Labelled
 
 class CaptionRetrieval:
     """Image -> text retrieval on a captioned dataset, as classification: the classes are the split's
-    captions (each its own prompt, template "{}") and an image's label is the index of its caption, so
-    top-k accuracy is recall@k."""
+    distinct captions (each its own prompt, template "{}"), in order of first appearance, and an image's
+    label is the index of its caption, so top-k accuracy is recall@k. Images that share a caption share
+    its one gallery entry: a duplicate entry would tie with it exactly, and a tie cannot be scored one way
+    by the metric and another by the attacks' argmax."""
 
     task = "classification"
     query = "rgb"
@@ -75,13 +77,16 @@ class CaptionRetrieval:
 
     def __init__(self, base: Any):
         self.base, self.name = base, f"{base.name}-captions"
-        self.classnames = [base[i].caption for i in range(len(base))]
+        captions = [base[i].caption for i in range(len(base))]
+        self.classnames = list(dict.fromkeys(captions))
+        index = {c: k for k, c in enumerate(self.classnames)}
+        self.labels = [index[c] for c in captions]
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, i: int) -> Any:
-        return replace(self.base[i], label=i)
+        return replace(self.base[i], label=self.labels[i])
 
     def manifest_sha256(self) -> str:
         return hashlib.sha256(f"captions/{self.base.manifest_sha256()}".encode()).hexdigest()

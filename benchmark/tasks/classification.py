@@ -42,6 +42,16 @@ class Prediction:
     query: Tensor
 
 
+def rank_of_label(logits: Tensor, label: Tensor) -> Tensor:
+    """(N,) the label's position when the classes are sorted by logit, 0 = top-1. Ties go to the lower
+    class index, as ``argmax`` (and so every library attack) decides them; a row with a NaN logit ranks
+    its label last (K): a degenerate output is never correct. The one rule for "correct" everywhere."""
+    true = logits.gather(1, label[:, None])
+    index = torch.arange(logits.shape[1], device=logits.device)
+    ahead = (logits > true) | ((logits == true) & (index < label[:, None]))
+    return torch.where(logits.isnan().any(1), logits.shape[1], ahead.sum(1))
+
+
 def margin(logits: Tensor, label: Tensor) -> Tensor:
     """(N,) Z_y - max_{j != y} Z_j."""
     true = logits.gather(1, label[:, None])[:, 0]
@@ -118,7 +128,8 @@ class ClassificationTask:
         return margin(logits, target).clamp_min(-kappa)
 
     def success(self, logits: Tensor, target: Tensor) -> Tensor:
-        return logits.argmax(1) != target
+        """(N,) bool: the label is not top-1 (see :func:`rank_of_label`)."""
+        return rank_of_label(logits, target) != 0
 
     def object_mask(self, target: Tensor) -> None:
         """Labels say nothing about where the object is: patch placement falls back to random."""
@@ -144,11 +155,10 @@ class ClassificationTask:
     # scoring
     def score(self, model: nn.Module, prediction: Prediction, batch: LabelledBatch,
               exclude: Tensor | None = None) -> list[tuple[dict[str, float], dict[str, np.ndarray]]]:
-        """Per image: the rank of the true class (0 = top-1), top-k hits and, for a model with a matching
+        """Per image: the rank of the true class (0 = top-1, :func:`rank_of_label`), top-k hits and, for a model with a matching
         head, its ITM accuracy; no curves. ``exclude`` (a patch mask) does not apply to a label."""
         logits = prediction.logits
-        true = logits.gather(1, batch.target[:, None])
-        rank = (logits > true).sum(1).cpu()
+        rank = rank_of_label(logits, batch.target).cpu()
         scores = [{"rank": int(r), **{f"top{k}": float(r < k) for k in TOP_K}} for r in rank]
         if hasattr(model, "matching_accuracy"):
             for s, itm in zip(scores, model.matching_accuracy(prediction.query, batch.target, logits).tolist()):
