@@ -28,8 +28,8 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     run(RunConfig(model=a.model, ckpt=a.ckpt or None, suite=a.suite, dataset=a.dataset, data_root=a.data or None,
                   device=a.device, model_args=_kv(a.model_arg, "--model-arg"),
-                  surrogate_ckpts=_kv(a.surrogate_ckpt, "--surrogate-ckpt"), results_dir=Path(a.results),
-                  leaderboard_dir=Path(a.leaderboards)))
+                  surrogate_ckpts=_kv(a.surrogate_ckpt, "--surrogate-ckpt"), invert_depth=a.invert_depth,
+                  results_dir=Path(a.results), leaderboard_dir=Path(a.leaderboards)))
     return 0
 
 
@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                    "'default' for saliency, 'clip' for classification)")
     r.add_argument("--dataset", help="dataset name (default: the suite's); see `list datasets`")
     r.add_argument("--data", help="folder holding <DATASET>/{RGB,depth,GT}")
+    r.add_argument("--invert-depth", action="store_true", help="the folder dataset stores depth near = dark: "
+                   "read it as max - d (part of the run's config hash)")
     r.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     r.add_argument("--model-arg", action="append", default=[], metavar="K=V", help="model constructor argument, "
                    "e.g. backbone=resnet50")

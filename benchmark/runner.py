@@ -41,6 +41,7 @@ class RunConfig:
     device: str = "cpu"
     model_args: dict[str, Any] | None = None
     surrogate_ckpts: dict[str, str] | None = None  # transfer cells: surrogate name -> checkpoint (else tiny)
+    invert_depth: bool = False  # the folder dataset stores depth near = dark
     results_dir: Path = Path("results")
     leaderboard_dir: Path = Path("leaderboards")
 
@@ -63,10 +64,10 @@ def attack_params(cell: Cell) -> dict[str, Any]:
     return {k: v for k, v in cell.params.items() if k not in RUNNER_PARAMS}
 
 
-def make_batches(task: Any, samples: list[Any], count: int, size: int, batch_size: int,
+def make_batches(task: Any, model: torch.nn.Module, samples: list[Any], count: int, batch_size: int,
                  device: torch.device) -> list[Any]:
-    """The first ``count`` samples as the task's network-resolution batches on ``device``."""
-    return [task.make_batch(samples[i:min(i + batch_size, count)], size).to(device)
+    """The first ``count`` samples as the task's batches for ``model`` (its resolution, its loader) on ``device``."""
+    return [task.make_batch(samples[i:min(i + batch_size, count)], model).to(device)
             for i in range(0, count, batch_size)]
 
 
@@ -107,7 +108,7 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
         space = task.attack_space(b, cell.threat)
         t0 = time.perf_counter()
         # `seed` reaches the attacks that take one (AutoAttack, APGD, FAB, Square): recorded per image
-        out = as_output(attack(task.attacked_model(crafter, space), space.initial(), b.target, cell.threat, task,
+        out = as_output(attack(task.attacked_model(crafter, space, b), space.initial(), b.target, cell.threat, task,
                                names=b.names, seed=seed, **params))
         seconds += time.perf_counter() - t0
         rgb, depth = space.compose(out.u)
@@ -115,7 +116,7 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
         if model_fingerprint(model) != fingerprint:
             raise ModelTampered(f"attack {cell.attack} changed the model's parameters or buffers")
         with torch.no_grad():
-            logits = task.forward(model, rgb, depth)
+            logits = task.forward(model, rgb, depth, b)
         for i, (scores, image_curves) in enumerate(task.score(model, logits, b)):
             records.append({"image": b.names[i], "seed": seed, **scores,
                             **{k: float(v[i]) for k, v in per_image.items()}})
@@ -145,14 +146,14 @@ def _train_views(task: Any, crafter: torch.nn.Module, batches: list[Any], threat
     def views() -> Iterator:
         for b in batches:
             space = task.attack_space(b, threat)
-            yield task.attacked_model(crafter, space), space.initial(), b.target, b.names
+            yield task.attacked_model(crafter, space, b), space.initial(), b.target, b.names
     return views
 
 
 def fit_universal(cell: Cell, crafter: torch.nn.Module, task: Any, suite: Suite, store: RunStore, cfg: RunConfig,
-                  dataset: Any, size: int, device: torch.device) -> Tensor:
-    """Fit (or load the cached) universal perturbation or patch of a cell on a training split, at the
-    benchmarked model's resolution ``size``."""
+                  dataset: Any, model: torch.nn.Module, device: torch.device) -> Tensor:
+    """Fit (or load the cached) universal perturbation or patch of a cell on a training split, on batches
+    for the benchmarked ``model`` (its resolution and loader)."""
     cached = store.load_universal(cell.id)
     if cached is not None:
         return cached.to(device)
@@ -162,7 +163,7 @@ def fit_universal(cell: Cell, crafter: torch.nn.Module, task: Any, suite: Suite,
                          f"give params.fit_dataset, a different training set")
     train = load_dataset(fit_name, "train", cfg.data_root)
     n = min(int(cell.params.get("fit_images", 128)), len(train))
-    batches = make_batches(task, [train[i] for i in range(n)], n, size, suite.batch_size, device)
+    batches = make_batches(task, model, [train[i] for i in range(n)], n, suite.batch_size, device)
     seed = seed_everything(suite.seed, cell.id, "fit")
     attack = ATTACKS[cell.attack]
     print(f"[bench] fitting universal {cell.attack} on {n} {fit_name} train images", file=sys.stderr)
@@ -202,7 +203,7 @@ def run(cfg: RunConfig) -> list[Path]:
 def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module, task: Any, suite: Suite,
                 dataset_name: str, device: torch.device) -> Path:
     """Run (or resume) ``suite`` on ``dataset_name``; update the leaderboard; return the run folder."""
-    dataset = load_dataset(dataset_name, "test", cfg.data_root)
+    dataset = load_dataset(dataset_name, "test", cfg.data_root, cfg.invert_depth)
     if dataset.task != task.name:
         raise ValueError(f"dataset {dataset_name!r} is a {dataset.task} dataset; model {cfg.model!r} is a "
                          f"{task.name} model")
@@ -218,6 +219,7 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
     config = {"model": resolved.name, "model_args": cfg.model_args or {}, "checkpoint_sha256": resolved.checkpoint_sha256,
               "dataset": dataset_name, "dataset_sha256": dataset_sha, "n_images": n,
               "batch_size": suite.batch_size, "seed": suite.seed, "input_size": model.input_size,
+              "invert_depth": cfg.invert_depth,
               **({"surrogate_ckpts": cfg.surrogate_ckpts} if cfg.surrogate_ckpts else {})}
     run_id = f"{resolved.name}-{dataset_name}-{suite.name}-{sha256_json(config)[:8]}"
     store = RunStore(cfg.results_dir / run_id)
@@ -231,7 +233,7 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
     print(f"[bench] {run_id}: {len(suite.cells)} cells, {done} already done, {n} images", file=sys.stderr)
     if todo:
         samples = [dataset[i] for i in range(n)]
-        all_batches = make_batches(task, samples, n, model.input_size, suite.batch_size, device)
+        all_batches = make_batches(task, model, samples, n, suite.batch_size, device)
         fingerprint = model_fingerprint(model)
         surrogates: dict[str, ResolvedModel] = {}
         for cell in tqdm(todo, desc=f"bench {resolved.name}", unit="cell"):
@@ -246,9 +248,9 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
                 crafter, extra = sur.model, {"surrogate_model": sur.name, "surrogate_checkpoint": sur.checkpoint}
             universal = None
             if hasattr(ATTACKS[cell.attack], "fit"):
-                universal = fit_universal(cell, crafter, task, suite, store, cfg, dataset, model.input_size, device)
+                universal = fit_universal(cell, crafter, task, suite, store, cfg, dataset, model, device)
             cell_batches = (all_batches if cell.images is None or cell.images >= n
-                            else make_batches(task, samples, cell.images, model.input_size, suite.batch_size, device))
+                            else make_batches(task, model, samples, cell.images, suite.batch_size, device))
             run_cell(cell, model, task, cell_batches, suite, fingerprint, store, crafter, universal, extra)
 
     summaries = [store.summary(c.id) for c in suite.cells]

@@ -8,16 +8,21 @@
 
 Inputs are in [0,1] pixel space at the network resolution S = ``m.input_size``; each model applies its
 own official pre-processing (normalisation, depth replication) inside ``forward`` so that attacks
-perturb pixels, not normalised tensors.
+perturb pixels, not normalised tensors. How the dataset's files reach resolution S (depth conversion,
+resize library and mode) follows the official test loader the model names as ``input_loader``
+(``models/preprocessing.py``). A model whose official test decides something at each image's GT size
+(D3Net's depth depurator) sets ``takes_gt_sizes`` and takes ``gt_sizes=[(H, W), ...]`` in ``forward``.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from models.preprocessing import InputLoader
 
 
 def normalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
@@ -58,6 +63,8 @@ class SaliencyModel(nn.Module):
 
     task = "saliency"
     input_size: int = 320
+    input_loader: ClassVar[InputLoader | None] = None  # None: the benchmark's own float bilinear resize
+    takes_gt_sizes: ClassVar[bool] = False
 
     def forward(self, rgb: Tensor, depth: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

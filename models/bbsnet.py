@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.base import IMAGENET_MEAN, IMAGENET_STD, SaliencyModel, normalize
+from models.preprocessing import pil_bilinear
 
 RESNET50_BLOCKS = (3, 4, 6, 3)
 DEM_STAGES = ("0", "1", "2", "3_1", "4_1")
@@ -253,6 +254,8 @@ class BBSNet(SaliencyModel):
         attention_ratio: channel reduction of the DEM channel attention.
         input_size: network resolution S (a multiple of 32).
     """
+
+    input_loader = staticmethod(pil_bilinear)
 
     def __init__(
         self,

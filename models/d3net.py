@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.base import IMAGENET_MEAN, IMAGENET_STD, SaliencyModel, normalize, strip_prefix
+from models.preprocessing import cv2_linear_uint8_nearest_depth
 
 VGG16_WIDTHS = (64, 128, 256, 512, 512)
 VGG16_DEPTHS = (2, 2, 3, 3, 3)
@@ -208,6 +209,9 @@ class D3Net(SaliencyModel):
     faster on CPU for narrow layers.
     """
 
+    input_loader = staticmethod(cv2_linear_uint8_nearest_depth)
+    takes_gt_sizes = True  # the official eval runs the DDU on the maps at each image's GT size
+
     def __init__(
         self,
         input_size: int = 224,
@@ -237,30 +241,42 @@ class D3Net(SaliencyModel):
         rgb_in, rgbd_in, depth_in = self._subnet_inputs(rgb, depth)
         return [self.rgb_net(rgb_in), self.rgbd_net(rgbd_in), self.depth_net(depth_in)]
 
-    def forward(self, rgb: Tensor, depth: Tensor, ddu_size: tuple[int, int] | None = None) -> Tensor:
+    def forward(
+        self, rgb: Tensor, depth: Tensor, gt_sizes: Sequence[tuple[int, int]] | None = None
+    ) -> Tensor:
         """Logits of the sub-network the DDU selects for each image: RgbdNet's or RgbNet's.
 
-        The official eval applies the DDU to maps resized to the GT size; pass that size as
-        ``ddu_size`` to reproduce it, by default it runs at the network resolution.
+        The official eval applies the DDU to the maps resized to each image's GT size; pass those sizes
+        as ``gt_sizes`` (one (H, W) per image) to reproduce it. Without them it decides at the network
+        resolution.
         """
         rgb_in, rgbd_in, depth_in = self._subnet_inputs(rgb, depth)
         rgb_logits = self.rgb_net(rgb_in)
         rgbd_logits = self.rgbd_net(rgbd_in)
         with torch.no_grad():
             depth_logits = self.depth_net(depth_in)
-            use_rgbd = self.depth_depurator(rgbd_logits.detach(), depth_logits, ddu_size)
+            use_rgbd = self.depth_depurator(rgbd_logits.detach(), depth_logits, gt_sizes)
         return torch.where(use_rgbd.view(-1, 1, 1, 1), rgbd_logits, rgb_logits)
 
     def depth_depurator(
-        self, rgbd_logits: Tensor, depth_logits: Tensor, size: tuple[int, int] | None = None
+        self, rgbd_logits: Tensor, depth_logits: Tensor, sizes: Sequence[tuple[int, int]] | None = None
     ) -> Tensor:
-        """(N,) bool, True where mean |S_rgbd - S_depth| < 0.15, with both maps taken as the official
-        uint8 outputs at ``size`` (default: the network resolution), each divided by 255 in float64."""
-        size = size or (rgbd_logits.shape[2], rgbd_logits.shape[3])
-        rgbd_map, depth_map = (
-            _uint8_levels(_resized_probability(x, size)).double() / 255 for x in (rgbd_logits, depth_logits)
-        )
-        return (rgbd_map - depth_map).abs().mean(dim=(1, 2, 3)) < DDU_THRESHOLD
+        """(N,) bool, True where mean |S_rgbd - S_depth| < 0.15, with image i's maps taken as the official
+        uint8 outputs at ``sizes[i]`` (default: the network resolution), each divided by 255 in float64.
+        Images of one size are decided together."""
+        n = rgbd_logits.shape[0]
+        sizes = [tuple(rgbd_logits.shape[2:])] * n if sizes is None else [tuple(map(int, s)) for s in sizes]
+        if len(sizes) != n:
+            raise ValueError(f"gt_sizes: {len(sizes)} sizes for a batch of {n} images")
+        use_rgbd = torch.empty(n, dtype=torch.bool, device=rgbd_logits.device)
+        for size in set(sizes):
+            rows = [i for i, s in enumerate(sizes) if s == size]
+            rgbd_map, depth_map = (
+                _uint8_levels(_resized_probability(x[rows], size)).double() / 255
+                for x in (rgbd_logits, depth_logits)
+            )
+            use_rgbd[rows] = (rgbd_map - depth_map).abs().mean(dim=(1, 2, 3)) < DDU_THRESHOLD
+        return use_rgbd
 
     def postprocess(self, logits: Tensor, size: tuple[int, int], quantize: bool = True) -> Tensor:
         """Official output: sigmoid, bilinear resize to the GT size (cv2.INTER_LINEAR), then the uint8

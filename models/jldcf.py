@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.base import IMAGENET_MEAN, IMAGENET_STD, SaliencyModel, normalize
+from models.preprocessing import cv2_linear_float
 
 __all__ = ["JLDCF", "jldcf_tiny", "ResNetBackbone", "VGGBackbone", "DenseNetBackbone", "BACKBONES"]
 
@@ -302,6 +303,8 @@ class JLDCF(SaliencyModel):
         channels_last: run the network on NHWC tensors; much faster on CPU for thin layers, equal to
             the default layout up to floating-point rounding.
     """
+
+    input_loader = staticmethod(cv2_linear_float)
 
     def __init__(self, backbone: str | nn.Module = "resnet101", *, input_size: int = 320, k: int = 64,
                  compression_widths: Sequence[int] = COMPRESSION_WIDTHS, full_res_width: int = 64,

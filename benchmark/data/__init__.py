@@ -27,14 +27,22 @@ DATASETS = {
 PAIR_SUFFIXES = {"-rgb2depth": "rgb", "-depth2rgb": "depth"}
 
 
+def _without_pair_suffix(name: str) -> str:
+    """The RGB-D dataset under an RGB-depth retrieval name ("NJU2K-rgb2depth" -> "NJU2K"); others as they are."""
+    return next((name.removesuffix(s) for s in PAIR_SUFFIXES if name.endswith(s)), name)
+
+
 def has_train_split(name: str) -> bool:
     """The generated datasets have train and test splits; folder datasets are test sets only."""
-    base = next((name.removesuffix(s) for s in PAIR_SUFFIXES if name.endswith(s)), name)
-    return base in ("synthetic", "shapes", "shapes-captions")
+    return _without_pair_suffix(name) in ("synthetic", "shapes", "shapes-captions")
 
 
-def load_dataset(name: str, split: str = "test", root: str | Path | None = None) -> Any:
-    """Build a dataset by registry name; folder datasets need ``root`` (the folder holding <NAME>/)."""
+def load_dataset(name: str, split: str = "test", root: str | Path | None = None, invert_depth: bool = False) -> Any:
+    """Build a dataset by registry name; folder datasets need ``root`` (the folder holding <NAME>/).
+    ``invert_depth``: an RGB-D folder dataset stores depth near = dark (see ``FolderRGBD``)."""
+    if invert_depth and _without_pair_suffix(name) not in FOLDER_DATASETS:
+        raise ValueError(f"dataset {name!r}: invert_depth applies to the RGB-D folder datasets only "
+                         f"({', '.join(FOLDER_DATASETS)})")
     if name == "synthetic":
         return SyntheticRGBD(split)
     if name == "shapes":
@@ -43,14 +51,14 @@ def load_dataset(name: str, split: str = "test", root: str | Path | None = None)
         return CaptionRetrieval(CaptionedShapes(split))
     for suffix, query in PAIR_SUFFIXES.items():
         if name.endswith(suffix):
-            base = load_dataset(name.removesuffix(suffix), split, root)
+            base = load_dataset(name.removesuffix(suffix), split, root, invert_depth)
             if base.task != "saliency":
                 raise ValueError(f"dataset {name!r}: RGB-depth retrieval needs an RGB-D dataset, "
                                  f"{name.removesuffix(suffix)!r} is not one")
             return PairRetrieval(base, query)
     if root is None:
         raise ValueError(f"dataset {name!r} is read from disk: give its parent folder (DATA=/path)")
-    return FolderRGBD(root, name) if name in FOLDER_DATASETS else FolderClassification(root, name)
+    return FolderRGBD(root, name, invert_depth) if name in FOLDER_DATASETS else FolderClassification(root, name)
 
 
 __all__ = ["Batch", "CaptionRetrieval", "CaptionedShapes", "DATASETS", "FOLDER_DATASETS", "FolderClassification",

@@ -4,6 +4,9 @@ Works for NJU2K, NLPR, STERE, DES (RGBD135), LFSD, SIP, SSD, DUT-RGBD and ReDWeb
 the RGB-D SOD benchmarks. When ``<root>/<NAME>/test.lst`` exists (JL-DCF's list format: one pair per
 line, ``<rgb path> <depth path> [<gt path>]`` relative to the dataset folder) it fixes the images and
 their order; otherwise every stem present in all three folders is used, sorted.
+
+Depth is expected near = bright (NJU2K, NLPR, ...); ``invert_depth=True`` reads a set stored near = dark
+as ``max - d`` (255 for 8-bit maps, 65535 for 16-bit ones).
 """
 from __future__ import annotations
 
@@ -43,8 +46,8 @@ class FolderRGBD:
 
     task = "saliency"
 
-    def __init__(self, root: str | Path, name: str):
-        self.root, self.name = Path(root) / name, name
+    def __init__(self, root: str | Path, name: str, invert_depth: bool = False):
+        self.root, self.name, self.invert_depth = Path(root) / name, name, invert_depth
         if not self.root.is_dir():
             raise FileNotFoundError(f"dataset {name!r} not found: {self.root} is not a folder")
         lst = self.root / "test.lst"
@@ -87,6 +90,8 @@ class FolderRGBD:
     def __getitem__(self, i: int) -> Sample:
         rgb_p, depth_p, gt_p = self.pairs[i]
         rgb, depth, gt = _read(rgb_p, "RGB"), _read(depth_p, "depth"), _read(gt_p, "L")
+        if self.invert_depth:
+            depth = np.iinfo(depth.dtype).max - depth
         for arr, p in ((depth, depth_p), (gt, gt_p)):
             if arr.shape[:2] != rgb.shape[:2]:
                 raise ValueError(f"size mismatch: {p} is {arr.shape[1]}x{arr.shape[0]} but {rgb_p} is "

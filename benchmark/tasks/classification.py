@@ -77,8 +77,8 @@ class ClassificationTask:
     early_stop = True  # once misclassified an image needs no more queries
     score_without_patch = False  # a label has no pixels to exclude
 
-    def make_batch(self, samples: Sequence[Any], size: int) -> LabelledBatch:
-        return make_labelled_batch(samples, size)
+    def make_batch(self, samples: Sequence[Any], model: nn.Module) -> LabelledBatch:
+        return make_labelled_batch(samples, model.input_size)
 
     def prepare(self, model: nn.Module, dataset: Any) -> None:
         """Give the model what ``dataset``'s queries are scored against: class prompts, or a gallery."""
@@ -104,10 +104,11 @@ class ClassificationTask:
     def attack_space(self, batch: LabelledBatch, threat: ThreatModel) -> AttackSpace:
         return AttackSpace(batch.rgb, batch.depth, threat)
 
-    def attacked_model(self, model: nn.Module, space: AttackSpace) -> nn.Module:
+    def attacked_model(self, model: nn.Module, space: AttackSpace, batch: LabelledBatch | None = None) -> nn.Module:
+        """The classifier on the composed query; ``batch`` is not needed (labels have no size)."""
         return ClassifierView(model, space)
 
-    def forward(self, model: nn.Module, rgb: Tensor | None, depth: Tensor | None) -> Prediction:
+    def forward(self, model: nn.Module, rgb: Tensor | None, depth: Tensor | None, batch: LabelledBatch) -> Prediction:
         query = rgb if rgb is not None else depth
         return Prediction(model(query), query)
 

@@ -9,6 +9,10 @@ dense estimator: its classifier wraps the flattened (N, H*W) logits with a pixel
 
 Our own attacks ask the task for the rest: a black-box objective (the same BCE, against the GT or
 the clean prediction), a C&W-style hinge, when an attack has succeeded, and where the object is.
+
+Batches are built by the model's official test loader (``input_loader``). A model that decides at each
+image's GT size (``takes_gt_sizes``: D3Net's depth depurator) gets the batch's GT sizes both in the
+attacked view and when scored, so the attacked function is the scored one.
 """
 from __future__ import annotations
 
@@ -21,7 +25,6 @@ from torch import Tensor, nn
 
 from attacks.threat import AttackSpace, ThreatModel
 from benchmark.data import Batch, Sample, make_batch
-from benchmark.data.base import resize
 from benchmark.metrics import saliency as sod
 from benchmark.suite import Cell
 
@@ -37,28 +40,46 @@ class ModelView(nn.Module):
         self.train(inner.training)
 
 
+def resize_antialiased(x: Tensor, size: int) -> Tensor:
+    """Bilinear resize of an (N,C,H,W) batch to (S,S), antialiased when shrinking: a plain bilinear
+    shrink by more than 2x reads only some of the source pixels, and the others would get no gradient."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < x.shape[-1])
+
+
+def gt_size_kwargs(model: nn.Module, gt_sizes: Sequence[tuple[int, int]] | None) -> dict[str, Any]:
+    """``{"gt_sizes": ...}`` for a model that decides at each image's GT size, else nothing."""
+    return {"gt_sizes": gt_sizes} if gt_sizes is not None and getattr(model, "takes_gt_sizes", False) else {}
+
+
 class AttackSpaceModel(ModelView):
     """u (attack space) -> the model's (N,1,S,S) logits, with the clean unattacked modality filled in.
     A model of another input size (a transfer surrogate) sees the composed input resized to its own,
-    and its logits are resized back to the target's resolution."""
+    and its logits are resized back to the target's resolution (antialiased where shrinking). A model
+    that takes GT sizes gets ``gt_sizes``, one (H, W) per image."""
 
-    def __init__(self, model: nn.Module, space: AttackSpace):
+    def __init__(self, model: nn.Module, space: AttackSpace, gt_sizes: Sequence[tuple[int, int]] | None = None):
         super().__init__(model)
         self.space = space
         self.size = space.rgb.shape[-1]
+        self.gt_sizes = gt_sizes
 
     def forward(self, u: Tensor) -> Tensor:
         if u.shape[-1] != self.size:  # input-diversity attacks (DI-FGSM) resize and pad their input
             u = F.interpolate(u, size=(self.size, self.size), mode="bilinear", align_corners=False)
         rgb, depth = self.space.compose(u)
         own = self.inner.input_size
-        return resize(self.inner(resize(rgb, own), resize(depth, own)), self.size)
+        logits = self.inner(resize_antialiased(rgb, own), resize_antialiased(depth, own),
+                            **gt_size_kwargs(self.inner, self.gt_sizes))
+        return resize_antialiased(logits, self.size)
 
     def copies_of(self, index: Tensor) -> AttackSpaceModel:
         """This view for a batch whose row j is a copy of image ``index[j]``: query-based attacks send
-        many copies, and the clean unattacked modality must be filled in per row."""
+        many copies, and the clean unattacked modality (and the GT size) must be filled in per row."""
         s = self.space
-        return AttackSpaceModel(self.inner, AttackSpace(s.rgb[index], s.depth[index], s.threat))
+        sizes = None if self.gt_sizes is None else [self.gt_sizes[i] for i in index.tolist()]
+        return AttackSpaceModel(self.inner, AttackSpace(s.rgb[index], s.depth[index], s.threat), sizes)
 
 
 class TwoClassLogits(ModelView):
@@ -92,8 +113,9 @@ class SaliencyTask:
     early_stop = False  # a dense attack keeps lowering the metric after "success"; spend the budget
     score_without_patch = True  # a pasted patch may rightly become salient: also score without it
 
-    def make_batch(self, samples: Sequence[Sample], size: int) -> Batch:
-        return make_batch(samples, size)
+    def make_batch(self, samples: Sequence[Sample], model: nn.Module) -> Batch:
+        """``samples`` at ``model``'s resolution, read by its official test loader."""
+        return make_batch(samples, model.input_size, model.input_loader)
 
     def prepare(self, model: nn.Module, dataset: Any) -> None:
         """Nothing to build: a saliency model's output does not depend on the dataset."""
@@ -102,14 +124,16 @@ class SaliencyTask:
         """Every RGB-D dataset has both modalities: the cell as it is."""
         return cell
 
-    def forward(self, model: nn.Module, rgb: Tensor, depth: Tensor) -> Tensor:
-        return model(rgb, depth)
+    def forward(self, model: nn.Module, rgb: Tensor, depth: Tensor, batch: Batch) -> Tensor:
+        """The scored logits of ``batch``'s (possibly attacked) ``rgb`` and ``depth``."""
+        return model(rgb, depth, **gt_size_kwargs(model, batch.gt_sizes))
 
     def attack_space(self, batch: Batch, threat: ThreatModel) -> AttackSpace:
         return AttackSpace(batch.rgb, batch.depth, threat)
 
-    def attacked_model(self, model: nn.Module, space: AttackSpace) -> nn.Module:
-        return AttackSpaceModel(model, space)
+    def attacked_model(self, model: nn.Module, space: AttackSpace, batch: Batch | None = None) -> nn.Module:
+        """The view attacks call; ``batch`` (the one ``space`` was built from) gives the GT sizes."""
+        return AttackSpaceModel(model, space, None if batch is None else batch.gt_sizes)
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """Per-sample attack objective (N,): mean pixel BCE of logits (N,1,H,W) against target (N,1,H,W)."""

@@ -16,10 +16,13 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
+from benchmark.data import FolderRGBD
 from models.base import IMAGENET_MEAN, IMAGENET_STD
 from models.bbsnet import BBSNet
 
@@ -101,3 +104,25 @@ def test_matches_official_outputs_and_input_gradients(official: ModuleType, monk
     assert _max_abs(initial_ours, initial_theirs) < 1e-10
     assert _max_abs(rgb_ours.grad, rgb_theirs.grad) < 1e-10
     assert _max_abs(depth_ours.grad, depth_theirs.grad) < 1e-10
+
+
+@pytest.mark.parametrize("depth_bits", [8, 16])
+def test_official_test_loader_matches_input_loader(tmp_path: Path, depth_bits: int) -> None:
+    """data.py test_dataset on a non-square JPEG and an 8/16-bit depth PNG equals BBSNet.input_loader
+    (ImageNet-normalised RGB, raw depth)."""
+    rng = np.random.default_rng(0)
+    for sub in ("RGB", "GT", "depth"):
+        (tmp_path / "NJU2K" / sub).mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 256, (90, 150, 3), dtype=np.uint8)).save(tmp_path / "NJU2K" / "RGB" / "a.jpg")
+    Image.fromarray(np.zeros((90, 150), np.uint8)).save(tmp_path / "NJU2K" / "GT" / "a.png")
+    dtype = np.uint8 if depth_bits == 8 else np.uint16
+    depth = rng.integers(0, 256 if depth_bits == 8 else 2000, (90, 150)).astype(dtype)
+    Image.fromarray(depth).save(tmp_path / "NJU2K" / "depth" / "a.png")
+    data = _load_module("bbsnet_official_data", Path(OFFICIAL_SRC).resolve() / "data.py")
+    roots = (f"{tmp_path / 'NJU2K' / sub}/" for sub in ("RGB", "GT", "depth"))
+    image, _, official_depth, _, _ = data.test_dataset(*roots, SIZE).load_data()
+    sample = FolderRGBD(tmp_path, "NJU2K")[0]
+    rgb, ours_depth = BBSNet.input_loader(sample.rgb, sample.depth, SIZE)
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    torch.testing.assert_close((rgb - mean) / std, image[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours_depth, official_depth[0], rtol=0, atol=0)

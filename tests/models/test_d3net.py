@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from models.d3net import D3Net, d3net_tiny
 
-OFFICIAL_KEYS = Path(__file__).resolve().parents[2].parent / "shared/reference/official_keys" / "d3net.txt"
+OFFICIAL_KEYS = Path(__file__).resolve().parents[1] / "fixtures" / "official_keys" / "d3net.txt"
 SUBNETS = {"RgbNet": "rgb_net", "RgbdNet": "rgbd_net", "DepthNet": "depth_net"}
 
 
@@ -75,8 +75,6 @@ def set_output_bias(subnet: nn.Module, value: float, zero_weight: bool = False) 
 
 
 def test_state_dicts_match_official_layout() -> None:
-    if not OFFICIAL_KEYS.is_file():
-        pytest.skip(f"official key list not available at {OFFICIAL_KEYS}")
     official = read_official_keys(OFFICIAL_KEYS)
     model = D3Net()
     assert model.input_size == 224
@@ -235,12 +233,18 @@ def test_postprocess_matches_official_resize_and_uint8() -> None:
     assert (smooth - prob).abs().max() < 1 / 255 + 1e-12
 
 
-def test_forward_ddu_size_uses_gt_resolution() -> None:
+def test_forward_gt_sizes_decide_per_image() -> None:
     torch.manual_seed(0)
     model = d3net_tiny(64).double().eval()
-    rgb, depth = inputs(2, size=64, dtype=torch.float64)
+    assert model.takes_gt_sizes
+    rgb, depth = inputs(3, size=64, dtype=torch.float64)
+    sizes = [(200, 300), (48, 40), (200, 300)]
     with torch.no_grad():
         s_rgb, s_rgbd, s_depth = model.training_outputs(rgb, depth)
-        out = model(rgb, depth, ddu_size=(200, 300))
-    picks = model.depth_depurator(s_rgbd, s_depth, (200, 300))
+        out = model(rgb, depth, gt_sizes=sizes)
+    picks = model.depth_depurator(s_rgbd, s_depth, sizes)
     torch.testing.assert_close(out, torch.where(picks.view(-1, 1, 1, 1), s_rgbd, s_rgb), rtol=0, atol=0)
+    for i, size in enumerate(sizes):
+        assert picks[i] == model.depth_depurator(s_rgbd[i : i + 1], s_depth[i : i + 1], [size])[0]
+    with pytest.raises(ValueError, match="2 sizes for a batch of 3"):
+        model(rgb, depth, gt_sizes=sizes[:2])

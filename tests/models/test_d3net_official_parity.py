@@ -18,8 +18,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import Tensor, nn
+from torchvision import transforms
 
+from benchmark.data import FolderRGBD
 from models.base import IMAGENET_MEAN, IMAGENET_STD
 from models.d3net import D3Net
 
@@ -181,7 +184,7 @@ def test_outputs_and_input_gradients_match_official(
 
         rgb_u, depth_u = rgb.clone().requires_grad_(), depth.clone().requires_grad_()
         sub_logits = ours.training_outputs(rgb_u, depth_u)
-        final = ours(rgb_u, depth_u, ddu_size=gt_hw)
+        final = ours(rgb_u, depth_u, gt_sizes=[gt_hw] * len(rgb_u))
         grads = torch.autograd.grad((final * weight).sum(), (rgb_u, depth_u))
     finally:
         with torch.no_grad():
@@ -197,3 +200,25 @@ def test_outputs_and_input_gradients_match_official(
         torch.testing.assert_close(ours_grad, official_grad, rtol=0, atol=1e-10)
     saved = (ours.postprocess(final.detach(), gt_hw) * 255).round().to(torch.uint8).numpy()[:, 0]
     np.testing.assert_array_equal(saved, np.stack([u8 for _, u8 in decisions]))
+
+
+@pytest.mark.parametrize("depth_bits", [8, 16])
+def test_official_eval_loader_matches_input_loader(tmp_path: Path, depth_bits: int) -> None:
+    """eval.py's loader (RgbdSodDataset + Resize/ToTensor of my_custom_transforms) on a non-square JPEG
+    and an 8/16-bit depth PNG equals D3Net.input_loader."""
+    rng = np.random.default_rng(0)
+    for sub in ("RGB", "GT", "depth"):
+        (tmp_path / "NJU2K" / sub).mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 256, (90, 150, 3), dtype=np.uint8)).save(tmp_path / "NJU2K" / "RGB" / "a.jpg")
+    Image.fromarray(np.zeros((90, 150), np.uint8)).save(tmp_path / "NJU2K" / "GT" / "a.png")
+    dtype = np.uint8 if depth_bits == 8 else np.uint16
+    depth = rng.integers(0, 256 if depth_bits == 8 else 2000, (90, 150)).astype(dtype)
+    Image.fromarray(depth).save(tmp_path / "NJU2K" / "depth" / "a.png")
+    mtr = import_official("my_custom_transforms")
+    loader = import_official("dataloader_rgbdsod")
+    transform = transforms.Compose([mtr.Resize((224, 224)), mtr.ToTensor()])  # eval.py's, without Normalize
+    official = loader.RgbdSodDataset(str(tmp_path / "NJU2K"), transform=transform)[0]
+    sample = FolderRGBD(tmp_path, "NJU2K")[0]
+    rgb, depth01 = D3Net.input_loader(sample.rgb, sample.depth, 224)
+    torch.testing.assert_close(rgb, official["img"], rtol=0, atol=0)
+    torch.testing.assert_close(depth01, official["depth"], rtol=0, atol=0)

@@ -10,15 +10,13 @@ from torch import Tensor
 
 from models.jldcf import BACKBONES, JLDCF, jldcf_tiny
 
-OFFICIAL_KEYS_DIR = Path(__file__).resolve().parents[2].parent / "shared/reference/official_keys"
+OFFICIAL_KEYS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "official_keys"
 _KEY_LINE = re.compile(r"^\s*\d+\s+(\S+)\s+\(([^)]*)\)\s+(\w+)\s*$")
 
 
 def official_keys(backbone: str) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
-    """(key, shape, dtype) of the official state_dict, in order, from the shared reference list."""
+    """(key, shape, dtype) of the official state_dict, in order, from the official key list (a test fixture)."""
     path = OFFICIAL_KEYS_DIR / f"jldcf_{backbone}.txt"
-    if not path.is_file():
-        pytest.skip(f"official key list not available: {path}")
     entries = []
     for line in path.read_text().splitlines():
         if line.startswith("#") or not line.strip():

@@ -14,11 +14,13 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
 
+from benchmark.data import FolderRGBD
 from models.base import IMAGENET_MEAN, IMAGENET_STD
 from models.jldcf import JLDCF
 
@@ -103,3 +105,24 @@ def test_forward_and_input_gradients_match_official(official: dict[str, ModuleTy
         assert _max_rel_diff(coarse[[i, i + 2]].detach(), coarse_ref.detach()) < 1e-10
         assert _max_rel_diff(rgb_ours.grad[i:i + 1], rgb_ref.grad) < 1e-10
         assert _max_rel_diff(depth_ours.grad[i:i + 1], depth_ref.grad) < 1e-10
+
+
+@pytest.mark.parametrize("depth_bits", [8, 16])
+def test_official_test_loader_matches_input_loader(official: dict[str, ModuleType], tmp_path: Path,
+                                                    depth_bits: int) -> None:
+    """dataset.py load_image_test on a non-square JPEG and an 8/16-bit depth PNG equals JLDCF.input_loader
+    followed by our normalisation."""
+    rng = np.random.default_rng(0)
+    for sub in ("RGB", "GT", "depth"):
+        (tmp_path / "NJU2K" / sub).mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "NJU2K" / "RGB" / "a.jpg"), rng.integers(0, 256, (90, 150, 3), dtype=np.uint8))
+    cv2.imwrite(str(tmp_path / "NJU2K" / "GT" / "a.png"), np.zeros((90, 150), np.uint8))
+    dtype = np.uint8 if depth_bits == 8 else np.uint16
+    depth = rng.integers(0, 256 if depth_bits == 8 else 65536, (90, 150)).astype(dtype)
+    cv2.imwrite(str(tmp_path / "NJU2K" / "depth" / "a.png"), depth)
+    ref_rgb, _ = official["data"].load_image_test(str(tmp_path / "NJU2K" / "RGB" / "a.jpg"), SIZE)
+    ref_depth, _ = official["data"].load_image_test(str(tmp_path / "NJU2K" / "depth" / "a.png"), SIZE)
+    sample = FolderRGBD(tmp_path, "NJU2K")[0]
+    rgb, depth01 = JLDCF.input_loader(sample.rgb, sample.depth, SIZE)
+    ours = JLDCF("vgg16", input_size=SIZE)._joint_input(rgb[None].double(), depth01[None].double())
+    torch.testing.assert_close(ours, torch.from_numpy(np.stack([ref_rgb, ref_depth])).double(), rtol=0, atol=1e-5)
