@@ -1,6 +1,7 @@
 """Attack registry. Adding an attack is one module plus one line here."""
 from .art_backend import ARTAttack
 from .art_patch import ARTPatch
+from .art_uap import ARTUniversalPerturbation
 from .autoattack import StandardAutoAttack
 from .base import CLASSIFICATION, Attack, AttackOutput, NoAttack
 from .cw import CarliniWagnerL2
@@ -26,7 +27,7 @@ ATTACKS: dict[str, Attack] = {
     "eotpgd": TorchattacksAttack("EOTPGD", "linf", eot_iter=2, random_start=True),
     # torchattacks, classifiers only; minimum-norm ones are kept where they fit the budget
     "autoattack": StandardAutoAttack(),  # the reference's standard version, from torchattacks' parts
-    "square": TorchattacksAttack("Square", ("linf", "l2"), tasks=CLASSIFICATION),  # black-box, n_queries
+    "square": TorchattacksAttack("Square", ("linf", "l2"), tasks=CLASSIFICATION, black_box=True),
     "fab": TorchattacksAttack("FAB", ("linf", "l2"), minimum_norm=True, tasks=CLASSIFICATION),
     "deepfool": TorchattacksAttack("DeepFool", "l2", minimum_norm=True, tasks=CLASSIFICATION),
     "ta-cw": TorchattacksAttack("CW", "l2", minimum_norm=True, tasks=CLASSIFICATION, c=1.0, lr=0.01),
@@ -34,18 +35,18 @@ ATTACKS: dict[str, Attack] = {
     # ART; art-fgm is fgsm and art-pgd (no random start) is bim, through the other library
     "art-fgm": ARTAttack("FastGradientMethod"),
     "art-pgd": ARTAttack("ProjectedGradientDescent", num_random_init=0),
-    "art-square": ARTAttack("SquareAttack", p_init=0.1),
+    "art-square": ARTAttack("SquareAttack", black_box=True, p_init=0.1),
     # ART, classifiers only
     "art-cw": ARTAttack("CarliniL2Method", ("l2",), minimum_norm=True, tasks=CLASSIFICATION, binary_search_steps=5),
     "art-deepfool": ARTAttack("DeepFool", ("l2",), minimum_norm=True, tasks=CLASSIFICATION),
     "art-jsma": ARTAttack("SaliencyMapMethod", ("l0",), minimum_norm=True, tasks=CLASSIFICATION, targeted_only=True,
                           theta=1.0),
-    "art-uap": ARTAttack("UniversalPerturbation", tasks=CLASSIFICATION, attacker="fgsm"),  # one per batch
-    "art-zoo": ARTAttack("ZooAttack", ("l2",), minimum_norm=True, tasks=CLASSIFICATION, batch_size=1,
+    "art-uap": ARTUniversalPerturbation(),  # fitted once on the train split
+    "art-zoo": ARTAttack("ZooAttack", ("l2",), minimum_norm=True, tasks=CLASSIFICATION, black_box=True, batch_size=1,
                          use_resize=False, binary_search_steps=1, nb_parallel=64),
-    "art-hsj": ARTAttack("HopSkipJump", ("l2", "linf"), minimum_norm=True, tasks=CLASSIFICATION),
+    "art-hsj": ARTAttack("HopSkipJump", ("l2", "linf"), minimum_norm=True, tasks=CLASSIFICATION, black_box=True),
     # our own attacks, for what the libraries do not cover on dense outputs
-    "zoo": ZOO(),  # black-box, query budget
+    "zoo": ZOO(),  # black-box (as square, art-square, art-zoo, art-hsj): queries counted per image, attacks/queries.py
     "jsma": JSMA(),  # sparse, L0
     "cw": CarliniWagnerL2(),
     "uap": UniversalPerturbation(),  # fitted once on the train split

@@ -33,16 +33,17 @@ Euclidean projection onto ball and box. delta itself stays within the ball: L-in
 (bilinear upsampling interpolates, so |up(delta)| <= E too), L2 ||up(delta)||_2 <= E (up is linear,
 so delta is rescaled).
 
-Queries go to ``dense`` in batches of copies; a dense view that fills in per-image inputs (the saliency
-view adds the clean unattacked modality) offers ``dense.copies_of(index)``, the view for a batch whose
-row j is a copy of image ``index[j]``, and is queried through it.
+Queries go to ``dense`` in batches of copies, through the query counter's ``copies_of(index)`` (see
+``queries.py``): the view for a batch whose row j is a copy of image ``index[j]``, which charges row j to
+that image and fills in its per-image inputs (the saliency view adds the clean unattacked modality).
 
 Query budget ``threat.queries`` per image, the clean query included. What remains after the clean query
 is split equally across the stages; what a stage leaves unspent passes on to the next. A step costs
 one centre query (the iterate the last update produced) plus 2B perturbed ones, and B shrinks so that
 the centre of the last update is always evaluated within the budget. With ``task.early_stop`` an image
-stops once a centre query succeeds, and its queries stop counting. The attack returns, per image, the
-centre with the highest objective (or the successful one an image stopped on).
+stops once a centre query succeeds, and so does its count (``info["queries"]``, the counter's). The
+attack returns, per image, the centre with the highest objective (or the successful one an image
+stopped on).
 """
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import AttackOutput, check_norm
+from .queries import QueryCounter, counted
 from .threat import ThreatModel
 
 STAGE_SIZES = (32, 64)  # variable sizes before the full resolution
@@ -102,6 +104,7 @@ class ZOO:
     """ZOO-ADAM / ZOO-Newton with importance sampling and a hierarchical variable (see the module)."""
 
     backend = "ours"
+    black_box = True
     norms = ("linf", "l2")
 
     def __call__(self, dense: nn.Module, u0: Tensor, target: Tensor, threat: ThreatModel, task: Any, *,
@@ -121,25 +124,26 @@ class ZOO:
             raise ValueError(f"unknown reference {reference!r}; use 'gt' or 'clean'")
         lr = threat.step_size if lr is None else lr
         h = threat.step_size / 4 if h is None else h
+        counter = counted(dense, u0, threat.queries)
         with torch.no_grad():  # outputs only
-            run = _ZooRun(dense, u0.detach(), target, reference, threat, threat.queries, task, query_batch)
+            run = _ZooRun(counter, u0.detach(), target, reference, threat, threat.queries, task, query_batch)
             if threat.space_eps > 0:
                 run.optimise(solver, coords, lr, h)
-        return AttackOutput(u=run.best_u, info={"queries": run.queries, "success": run.best_success.float()})
+        return AttackOutput(u=run.best_u, info={"queries": counter.per_image(u0),
+                                                "success": run.best_success.float()})
 
 
 class _ZooRun:
     """One ZOO run on a batch: the queries spent and the best centre per image. Starts with the clean
     query, which also gives the "clean" reference target and the images that already succeed."""
 
-    def __init__(self, dense: nn.Module, u0: Tensor, target: Tensor, reference: str, threat: ThreatModel,
+    def __init__(self, dense: QueryCounter, u0: Tensor, target: Tensor, reference: str, threat: ThreatModel,
                  budget: int, task: Any, query_batch: int):
         self.dense, self.u0, self.threat, self.budget, self.task = dense, u0, threat, budget, task
         self.query_batch = query_batch
         self.size = u0.shape[-1]
         clean = dense(u0)
         self.target = task.reference(clean) if reference == "clean" else target
-        self.queries = torch.ones(len(u0), device=u0.device)  # per image
         self.spent = 1  # queries of each still-active image (they all spend alike)
         self.best_u = u0.clone()
         self.best_objective = task.blackbox_objective(clean, self.target)
@@ -159,8 +163,7 @@ class _ZooRun:
                 flat = variable.view(len(rows), -1)
                 flat[torch.arange(len(rows), device=flat.device), coordinate[chunk]] += offset[chunk]
             x = project_image(self.u0[rows], _upsample(variable, self.size), self.threat)
-            copies_of = getattr(self.dense, "copies_of", None)
-            logits = (copies_of(rows) if copies_of else self.dense)(x)
+            logits = self.dense.copies_of(rows)(x)
             target = self.target[rows]
             yield x, self.task.blackbox_objective(logits, target), self.task.success(logits, target)
 
@@ -169,7 +172,6 @@ class _ZooRun:
         image = self.active.nonzero()[:, 0]
         x, objective, success = (torch.cat(parts) for parts in zip(*self._queries(delta, image)))
         self.spent += 1
-        self.queries[image] += 1
         self.centre_objective[image] = objective
         stops = success & bool(self.task.early_stop)
         better = (objective > self.best_objective[image]) | stops
@@ -187,7 +189,6 @@ class _ZooRun:
                               offset.repeat(len(image)))
         objective = torch.cat([f for _, f, _ in parts])
         self.spent += 2 * b
-        self.queries[image] += 2 * b
         f_plus, f_minus = objective.view(len(image), 2, b).unbind(1)
         return f_plus, f_minus
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from attacks import ATTACKS
 from attacks.base import as_output
+from attacks.queries import QueryCounter
 from benchmark import leaderboard, plots
 from benchmark.checks import ModelTampered, check_budget, model_fingerprint
 from benchmark.data import has_train_split, load_dataset
@@ -106,11 +107,16 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
     for bi, b in enumerate(batches):
         seed = seed_everything(suite.seed, cell.id, bi)
         space = task.attack_space(b, cell.threat)
+        dense = task.attacked_model(crafter, space, b)
+        if getattr(attack, "black_box", False):  # its model queries are counted per image, within the budget
+            dense = QueryCounter(dense, space.initial(), cell.threat.queries)
         t0 = time.perf_counter()
         # `seed` reaches the attacks that take one (AutoAttack, APGD, FAB, Square): recorded per image
-        out = as_output(attack(task.attacked_model(crafter, space, b), space.initial(), b.target, cell.threat, task,
+        out = as_output(attack(dense, space.initial(), b.target, cell.threat, task,
                                names=b.names, seed=seed, **params))
         seconds += time.perf_counter() - t0
+        if isinstance(dense, QueryCounter):
+            out.info["queries"] = dense.per_image(out.u)  # what the row claims is what the model answered
         rgb, depth = space.compose(out.u)
         per_image = {**check_budget(b.names, b.rgb, b.depth, rgb, depth, cell.threat, out.mask), **out.info}
         if model_fingerprint(model) != fingerprint:

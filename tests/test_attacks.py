@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from attacks import ATTACKS, AttackSpace, ThreatModel
+from attacks.base import as_output
 from benchmark.checks import BudgetViolation, check_budget, model_fingerprint
 from benchmark.tasks import SaliencyTask
 
@@ -17,7 +18,7 @@ def _attack(name, model, batch, threat, **params):
     space = TASK.attack_space(batch, threat)
     dense = TASK.attacked_model(model, space)
     u0 = space.initial()
-    u_adv = ATTACKS[name](dense, u0, batch.target, threat, TASK, **params)
+    u_adv = as_output(ATTACKS[name](dense, u0, batch.target, threat, TASK, **params)).u
     rgb, depth = space.compose(u_adv)
     with torch.no_grad():
         before = TASK.loss(dense(u0), batch.target).mean().item()

@@ -119,6 +119,7 @@ def test_within_budget_keeps_only_perturbations_inside_eps(digits_model):
 
 CASES = [  # attack, threat, extra params: each must hold its budget and lower accuracy on the digits CNN.
     # The CNN sees the channel mean of 3 equal channels, so L2 budgets are sqrt(3) x a grey image's.
+    # art-uap is fitted on train data first: tests/test_query_budget.py.
     ("pgd", ThreatModel(eps=32 / 255, modality="rgb", steps=10), {}),
     ("autoattack", ThreatModel(eps=32 / 255, modality="rgb"), {}),
     ("fab", ThreatModel(eps=32 / 255, modality="rgb", steps=10), {}),
@@ -130,8 +131,6 @@ CASES = [  # attack, threat, extra params: each must hold its budget and lower a
     ("art-cw", ThreatModel(norm="l2", eps=3.0, modality="rgb", steps=10), {"initial_const": 10.0, "learning_rate": 0.1}),
     ("art-deepfool", ThreatModel(norm="l2", eps=3.0, modality="rgb", steps=50), {}),
     ("art-jsma", ThreatModel(norm="l0", eps=0.5, modality="rgb"), {}),
-    ("art-uap", ThreatModel(eps=64 / 255, modality="rgb", steps=10),
-     {"attacker_params": {"eps": 64 / 255}, "delta": 0.01}),  # delta: stop only at a 99% fooling rate
     ("art-square", ThreatModel(eps=64 / 255, modality="rgb", steps=300), {}),
     ("art-hsj", ThreatModel(norm="l2", eps=5.0, modality="rgb", steps=5, queries=300), {}),
 ]
