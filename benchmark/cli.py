@@ -29,6 +29,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     run(RunConfig(model=a.model, ckpt=a.ckpt or None, suite=a.suite, dataset=a.dataset, data_root=a.data or None,
                   device=a.device, model_args=_kv(a.model_arg, "--model-arg"),
                   surrogate_ckpts=_kv(a.surrogate_ckpt, "--surrogate-ckpt"), invert_depth=a.invert_depth,
+                  reuse_cells=a.reuse_cells,
                   results_dir=Path(a.results), leaderboard_dir=Path(a.leaderboards)))
     return 0
 
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                    "e.g. backbone=resnet50")
     r.add_argument("--surrogate-ckpt", action="append", default=[], metavar="NAME=CKPT",
                    help="checkpoint of a transfer cell's surrogate model (default: its tiny variant, trained once)")
+    r.add_argument("--reuse-cells", action="store_true", help="resume with finished cells computed by other code "
+                   "(another commit, uncommitted changes or library versions); by default they are recomputed. "
+                   "Their leaderboard rows keep the commit that computed them")
     r.add_argument("--results", default="results", help="raw results folder")
     r.add_argument("--leaderboards", default="leaderboards", help="leaderboard folder")
     r.set_defaults(func=cmd_run)

@@ -1,7 +1,7 @@
 """Compare leaderboards between two commits (or a commit and the working tree).
 
 Rows are joined on the leaderboard key; for every metric the change HEAD - BASE is printed, and the
-comparison fails when a metric gets worse by more than its tolerance. Added and removed rows are
+comparison fails when a metric gets worse by more than its tolerance or becomes NaN. Added and removed rows are
 listed, not errors.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.leaderboard import KEY, key_strings, with_key_columns
+from benchmark.leaderboard import KEY, key_strings, read_table, with_key_columns
 from benchmark.metrics import HIGHER_IS_BETTER
 
 DEFAULT_TOLERANCE = 0.01
@@ -26,13 +26,13 @@ def _git(*args: str) -> str:
 def load_tables(rev: str | None, directory: Path = LEADERBOARDS) -> dict[str, pd.DataFrame]:
     """Every ``<directory>/*.csv`` at ``rev`` (None: the working tree)."""
     if rev is None:
-        return {p.stem: pd.read_csv(p) for p in sorted(directory.glob("*.csv"))}
+        return {p.stem: read_table(p) for p in sorted(directory.glob("*.csv"))}
     try:
         _git("rev-parse", "--verify", f"{rev}^{{commit}}")
     except subprocess.CalledProcessError as e:
         raise ValueError(f"not a git revision: {rev!r}") from e
     names = _git("ls-tree", "--name-only", f"{rev}:{directory.as_posix()}").split() if _has_dir(rev, directory) else []
-    return {Path(n).stem: pd.read_csv(io.StringIO(_git("show", f"{rev}:{(directory / n).as_posix()}")))
+    return {Path(n).stem: read_table(io.StringIO(_git("show", f"{rev}:{(directory / n).as_posix()}")))
             for n in names if n.endswith(".csv")}
 
 
@@ -67,10 +67,18 @@ def compare(base: dict[str, pd.DataFrame], head: dict[str, pd.DataFrame],
         for _, r in both.iterrows():
             deltas = []
             for m in metrics:
-                d = r[f"{m}_head"] - r[f"{m}_base"]
+                before, after = r[f"{m}_base"], r[f"{m}_head"]
+                if pd.isna(after) and not pd.isna(before):  # a score that stops being a number is a regression
+                    regressed = True
+                    deltas.append(f"{m} {before:.4f} -> NaN WORSE")
+                    continue
+                d = after - before
                 worse = -d if HIGHER_IS_BETTER[m] else d
                 tol = tolerances.get(m, DEFAULT_TOLERANCE)
-                if worse > tol:
+                if pd.isna(d):
+                    if not pd.isna(after):
+                        deltas.append(f"{m} NaN -> {after:.4f}")
+                elif worse > tol:
                     regressed = True
                     deltas.append(f"{m} {d:+.4f} WORSE (tol {tol})")
                 elif abs(d) > 1e-9:

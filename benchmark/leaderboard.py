@@ -1,9 +1,12 @@
 """Versioned leaderboard tables: ``leaderboards/<task>.csv`` plus a Markdown rendering.
 
-One row per (model, checkpoint, dataset, attack, modality, norm, eps, eps_depth, steps, queries,
-surrogate, params). A run upserts its rows and leaves the others. Files are written atomically and
-committed: git history is their version (``python -m benchmark compare`` diffs two commits).
-Transfer cells (crafted on a surrogate) also render as a surrogate x target matrix with a heat map.
+One row per KEY: everything that changes a number (the model and its constructor arguments, the
+checkpoint, the dataset and the images scored, the attack and its whole threat model and params, the
+surrogate and its checkpoint, the suite's seed and batch size). A run upserts its rows and leaves the
+others. Each row also says which code computed it (``commit``: the git commit, ``+dirty`` for
+uncommitted changes). Files are written atomically and committed: git history is their version
+(``python -m benchmark compare`` diffs two commits). Transfer cells (crafted on a surrogate) also
+render as a surrogate x target matrix with a heat map.
 """
 from __future__ import annotations
 
@@ -17,47 +20,76 @@ import pandas as pd
 
 from benchmark import plots
 from benchmark.metrics import HIGHER_IS_BETTER, METRICS
+from benchmark.metrics.masked import DEFINITION as MASKED_DEFINITION
 from benchmark.results import atomic_write_text
 
-KEY = ["model", "checkpoint", "dataset", "attack", "modality", "norm", "eps", "eps_depth", "steps", "queries",
-       "surrogate", "params"]
-# Values of key columns a table written before they existed is read with: no query budget, no
-# surrogate (neither existed), params unknown ("?": such a row is replaced by a new row that matches it
-# on the other key columns).
-KEY_DEFAULTS: dict[str, Any] = {"queries": np.nan, "surrogate": "-", "params": "?"}
+KEY = ["model", "checkpoint", "model_args", "dataset", "n_images", "attack", "modality", "norm", "eps", "eps_depth",
+       "steps", "rel_step", "queries", "surrogate", "surrogate_checkpoint", "params", "seed", "batch_size"]
+UNKNOWN = "?"
+# Values of key columns a table written before they existed is read with: no query budget, no surrogate
+# (neither existed), the others unknown ("?": such a row is replaced by a new row that matches it on the
+# columns it has).
+KEY_DEFAULTS: dict[str, Any] = {"queries": np.nan, "surrogate": "-", "params": UNKNOWN, "model_args": UNKNOWN,
+                                "n_images": UNKNOWN, "rel_step": UNKNOWN, "surrogate_checkpoint": UNKNOWN,
+                                "seed": UNKNOWN, "batch_size": UNKNOWN}
 
 
 HEADERS = {
-    "saliency": "`drop_S` = clean S-measure minus attacked (positive = worse). `S_nopatch`: S with the patch "
-                "pixels excluded.",
+    "saliency": "`drop_S` = clean S-measure minus attacked (positive = worse). Patch cells: " + MASKED_DEFINITION
+                + " `drop_*_nopatch` is against the clean prediction scored on the same pixels.",
     "classification": "top-k: accuracy (on `*-captions` and other retrieval datasets: recall@k); under attack, "
                       "robust accuracy. `ASR`: share of the clean-correct images the attack makes wrong. "
                       "`drop_top1` = clean top-1 minus attacked.",
 }
 
 
+TEXT_COLUMNS = ("model", "checkpoint", "model_args", "dataset", "attack", "modality", "norm", "surrogate",
+                "surrogate_checkpoint", "params", "backend", "commit")
+
+
+def read_table(source: Any) -> pd.DataFrame:
+    """A leaderboard CSV (a path or a buffer), text columns as text: a commit of digits only stays text."""
+    return pd.read_csv(source, dtype={c: str for c in TEXT_COLUMNS})
+
+
 def _params(p: dict[str, Any]) -> str:
     return ";".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in sorted(p.items())) or "-"
 
 
-def rows(summaries: list[dict[str, Any]], model: str, checkpoint: str, dataset: str) -> pd.DataFrame:
+def commit_label(code: dict[str, Any] | None) -> str:
+    """A cell's code provenance as a row shows it: 12 hex characters of the commit, ``+dirty`` when the
+    tree had uncommitted changes, ``?`` when unknown (outside git)."""
+    if not code or not code.get("commit"):
+        return UNKNOWN
+    return code["commit"][:12] + ("+dirty" if code.get("dirty") else "")
+
+
+def rows(summaries: list[dict[str, Any]], model: str, checkpoint: str, dataset: str,
+         model_args: dict[str, Any] | None = None, seed: int | None = None,
+         batch_size: int | None = None) -> pd.DataFrame:
     """Leaderboard rows of one run, with each metric's drop from the clean cell (positive = worse)."""
     out = []
     for s in summaries:
         c, info = s["cell"], s.get("info", {})
-        out.append({"model": model, "checkpoint": checkpoint, "dataset": dataset, "attack": c["attack"],
+        out.append({"model": model, "checkpoint": checkpoint, "model_args": _params(model_args or {}),
+                    "dataset": dataset, "n_images": s["n_images"], "attack": c["attack"],
                     "modality": "-" if c["attack"] == "none" else c["modality"], "norm": c["norm"],
                     "eps": round(c["eps"], 6), "eps_depth": round(c["eps_depth"], 6), "steps": c["steps"],
-                    "queries": c.get("queries", np.nan), "surrogate": s.get("surrogate_model", "-"),
-                    "params": _params(c["params"]), "backend": s["backend"], "n_images": s["n_images"],
+                    "rel_step": round(c["rel_step"], 6), "queries": c.get("queries", np.nan),
+                    "surrogate": s.get("surrogate_model", "-"),
+                    "surrogate_checkpoint": s.get("surrogate_checkpoint", "-"),
+                    "params": _params(c["params"]), "seed": seed, "batch_size": batch_size,
+                    "backend": s["backend"], "commit": commit_label(s.get("code")),
                     **{("queries_used" if k == "queries" else k): v for k, v in info.items()}, **s["metrics"]})
     df = pd.DataFrame(out)
     clean = df[df.attack == "none"]
     if len(clean):
         for m in (m for m in df.columns if m in HIGHER_IS_BETTER):
-            # the clean reference of a cell run on fewer images is the clean score of those images
+            # the clean reference of a cell run on fewer images is the clean score of those images; of a
+            # patch-excluded score, the clean prediction with the same pixels excluded
             base = m.removesuffix("_nopatch")
-            ref = [s.get("clean_metrics", {}).get(base, clean.iloc[0][base]) for s in summaries]
+            ref = [s["clean_metrics_nopatch"][base] if m != base else s.get("clean_metrics", {}).get(base, clean.iloc[0][base])
+                   for s in summaries]
             sign = 1 if HIGHER_IS_BETTER[m] else -1
             df[f"drop_{m}"] = sign * (np.array(ref) - df[m])
     return df
@@ -93,11 +125,17 @@ def _fmt(column: str, v: Any) -> str:
 
 
 def to_markdown(df: pd.DataFrame, metrics: tuple[str, ...]) -> str:
-    """One table per (model, checkpoint, dataset); optional columns appear where a row uses them."""
+    """One table per (model, checkpoint, model arguments, dataset); optional columns appear where a row
+    uses them, the code's commit in the heading when one commit computed every row."""
     lines = []
-    for (model, ckpt, dataset), g in df.groupby(["model", "checkpoint", "dataset"], sort=True):
-        lines.append(f"## {model} ({ckpt}) on {dataset}\n")
+    for (model, ckpt, args, dataset), g in df.groupby(["model", "checkpoint", "model_args", "dataset"], sort=True):
+        commits = g.commit.unique() if "commit" in g else []
+        built = f" with {args}" if args not in ("-", UNKNOWN) else ""
+        at = f", computed at `{commits[0]}`" if len(commits) == 1 else ""
+        lines.append(f"## {model} ({ckpt}){built} on {dataset}{at}\n")
         optional = [c for c in ("params", "surrogate") if c in g and (g[c] != "-").any()]
+        optional += [c for c in ("rel_step", "seed", "batch_size") if c in g and g[c].astype(str).nunique() > 1]
+        optional += ["commit"] if len(commits) > 1 else []
         extra = [c for c in ("queries", "queries_used", "l0", "patch_side", "patch_area", "found_norm", "S_nopatch")
                  if c in g and g[c].notna().any()]
         extra = (["n_images"] if "n_images" in g and g.n_images.nunique() > 1 else []) + extra
@@ -142,25 +180,36 @@ def _write_transfer(directory: Path, task: str, table: pd.DataFrame) -> None:
     plots.transfer_heatmaps(matrices, directory / f"{task}-transfer.png", metric)
 
 
+def _replaced(old: pd.DataFrame, new: pd.DataFrame) -> list[bool]:
+    """Per old row: whether a new row has its key, an unknown ("?") old value matching anything."""
+    new_keys = key_strings(new, KEY).values
+    out = []
+    for row in key_strings(old, KEY).values:
+        known = row != UNKNOWN
+        out.append(bool((new_keys[:, known] == row[known]).all(1).any()))
+    return out
+
+
 def update(directory: Path, task: str, new: pd.DataFrame) -> Path:
     """Upsert ``new`` into ``<directory>/<task>.csv`` and re-render ``<task>.md``; return the CSV path."""
     path = directory / f"{task}.csv"
     table = new
     if path.is_file():
-        old = with_key_columns(pd.read_csv(path))
-        without_params = [k for k in KEY if k != "params"]
-        full = set(map(tuple, key_strings(new, KEY).values))
-        partial = set(map(tuple, key_strings(new, without_params).values))
-        replaced = [tuple(r) in full or (params == "?" and tuple(r[:-1]) in partial)
-                    for r, params in zip(key_strings(old, without_params + ["params"]).values, old.params)]
-        table = pd.concat([old[[not r for r in replaced]], new], ignore_index=True)
+        old = with_key_columns(read_table(path))
+        table = pd.concat([old[[not r for r in _replaced(old, new)]], new], ignore_index=True)
     table = (table.assign(_attacked=table.attack != "none")
-             .sort_values(["model", "checkpoint", "dataset", "_attacked", *KEY[3:]])
+             .sort_values(["model", "checkpoint", "dataset", "_attacked", *KEY[4:]], key=_sort_key)
              .drop(columns="_attacked").reset_index(drop=True)
              .round(6))  # as the CSV stores them, so the Markdown renders the same from fresh or re-read rows
     atomic_write_text(path, table.to_csv(index=False, float_format="%.6f"))
     header = (f"# Leaderboard: {task}\n\nGenerated by `python -m benchmark run`; do not edit. {HEADERS[task]} "
-              f"eps in [0,1] pixel units; for l0 and patch, the fraction of the image.\n\n")
+              f"eps in [0,1] pixel units; for l0 and patch, the fraction of the image. `commit`: the code that "
+              f"computed the row (`+dirty`: with uncommitted changes).\n\n")
     atomic_write_text(directory / f"{task}.md", header + to_markdown(table, METRICS[task]))
     _write_transfer(directory, task, table)
     return path
+
+
+def _sort_key(column: pd.Series) -> pd.Series:
+    """Sort key columns that may mix numbers and "?" (rows of an older table) as strings."""
+    return column.astype(str) if column.dtype == object else column

@@ -15,16 +15,34 @@ LIBRARIES = ("torch", "torchvision", "torchattacks", "adversarial-robustness-too
 
 
 def git_state() -> dict[str, str | bool | None]:
-    """Commit of the working tree and whether it has uncommitted changes (None outside git)."""
+    """Commit of the working tree, whether it has uncommitted changes (tracked files changed, or files
+    git does not ignore added) and, if so, ``diff_sha256``: a hash of those changes, so two runs on the
+    same uncommitted code are recognisably the same code. None values outside git."""
     def git(*args: str) -> str | None:
         try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
         except (OSError, subprocess.CalledProcessError):
             return None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    diff = git("diff", "HEAD", "--binary")
+    untracked = git("ls-files", "--others", "--exclude-standard", "-z")
+    if commit is None or diff is None or untracked is None:
+        return {"commit": None, "dirty": None}
+    state: dict[str, str | bool | None] = {"commit": commit.strip(), "dirty": bool(diff or untracked)}
+    if state["dirty"]:
+        h = hashlib.sha256(diff.encode())
+        for name in sorted(filter(None, untracked.split("\0"))):
+            h.update(name.encode())
+            h.update(sha256_file(REPO / name).encode())
+        state["diff_sha256"] = h.hexdigest()
+    return state
+
+
+def code_state() -> dict[str, object]:
+    """What computed a cell: the git state and the library versions. A cell stored under another
+    code state is recomputed on resume unless the run explicitly reuses it."""
+    return {**git_state(), "libraries": library_versions()}
 
 
 def library_versions() -> dict[str, str]:

@@ -25,7 +25,7 @@ from attacks.queries import QueryCounter
 from benchmark import leaderboard, plots
 from benchmark.checks import ModelTampered, check_budget, model_fingerprint
 from benchmark.data import has_train_split, load_dataset
-from benchmark.provenance import device_info, git_state, library_versions, sha256_json
+from benchmark.provenance import code_state, device_info, git_state, library_versions, sha256_json
 from benchmark.results import RunStore
 from benchmark.suite import Cell, Suite, load_suite
 from benchmark.tasks import TASKS
@@ -43,6 +43,7 @@ class RunConfig:
     model_args: dict[str, Any] | None = None
     surrogate_ckpts: dict[str, str] | None = None  # transfer cells: surrogate name -> checkpoint (else tiny)
     invert_depth: bool = False  # the folder dataset stores depth near = dark
+    reuse_cells: bool = False  # resume with cells computed by other code (they keep their own commit)
     results_dir: Path = Path("results")
     leaderboard_dir: Path = Path("leaderboards")
 
@@ -95,15 +96,20 @@ def _adversarial_arrays(names: list[str], rgb: Tensor | None, depth: Tensor | No
 
 def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], suite: Suite,
              fingerprint: str, store: RunStore, crafter: torch.nn.Module | None = None,
-             universal: Tensor | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Attack every batch (on ``crafter``, default the model itself), check, score, store the cell.
-    A patch attack's cell is scored twice: on the full map and with the patch pixels excluded."""
+             universal: Tensor | None = None, extra: dict[str, Any] | None = None,
+             code: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Attack every batch (on ``crafter``, default the model itself), check, score, store the cell with
+    the ``code`` state that computed it (default: the current one). A patch attack's cell is scored
+    twice: on the full map and with the patch pixels excluded. Neither the model nor a surrogate may
+    change."""
     attack = ATTACKS[cell.attack]
     crafter = model if crafter is None else crafter
+    crafter_fingerprint = fingerprint if crafter is model else model_fingerprint(crafter)
     params = attack_params(cell)
     if universal is not None:
         params["universal"] = universal
-    records, curves, curves_nopatch, adversarial, seconds = [], [], [], [], 0.0
+    records, curves, adversarial, seconds = [], [], [], 0.0
+    nopatch: dict[str, list] = {"adversarial": [], "clean": []}  # (scalars, curves) with the patch excluded
     for bi, b in enumerate(batches):
         seed = seed_everything(suite.seed, cell.id, bi)
         space = task.attack_space(b, cell.threat)
@@ -121,6 +127,8 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
         per_image = {**check_budget(b.names, b.rgb, b.depth, rgb, depth, cell.threat, out.mask), **out.info}
         if model_fingerprint(model) != fingerprint:
             raise ModelTampered(f"attack {cell.attack} changed the model's parameters or buffers")
+        if crafter is not model and model_fingerprint(crafter) != crafter_fingerprint:
+            raise ModelTampered(f"attack {cell.attack} changed the surrogate's parameters or buffers")
         with torch.no_grad():
             logits = task.forward(model, rgb, depth, b)
         for i, (scores, image_curves) in enumerate(task.score(model, logits, b)):
@@ -128,20 +136,25 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
                             **{k: float(v[i]) for k, v in per_image.items()}})
             curves.append(image_curves)
         if out.mask is not None:
-            if task.score_without_patch:
-                for i, (scores, image_curves) in enumerate(task.score(model, logits, b, exclude=out.mask)):
-                    records[len(records) - len(b.names) + i].update({f"{k}_nopatch": v for k, v in scores.items()})
-                    curves_nopatch.append(image_curves)
+            if task.score_without_patch:  # the clean reference excludes the same pixels
+                with torch.no_grad():
+                    clean_logits = task.forward(model, b.rgb, b.depth, b)
+                nopatch["adversarial"] += task.score(model, logits, b, exclude=out.mask)
+                nopatch["clean"] += task.score(model, clean_logits, b, exclude=out.mask)
             adversarial.append(_adversarial_arrays(b.names, rgb, depth, out.mask))
-    metrics = task.summarise(records, stack_curves(curves))
-    if curves_nopatch:
-        stripped = [{k[: -len("_nopatch")]: v for k, v in r.items() if k.endswith("_nopatch")} for r in records]
-        nopatch = task.summarise(stripped, stack_curves(curves_nopatch))
-        metrics.update({f"{k}_nopatch": v for k, v in nopatch.items()})
+    metrics, extra = task.summarise(records, stack_curves(curves)), dict(extra or {})
+    if nopatch["adversarial"]:
+        for r, (scores, _), (clean, _) in zip(records, nopatch["adversarial"], nopatch["clean"]):
+            r.update({f"{k}_nopatch": v for k, v in scores.items()} | {f"clean_{k}_nopatch": v for k, v in clean.items()})
+        adv, clean = ([s for s, _ in nopatch[k]] for k in ("adversarial", "clean"))
+        adv_curves, clean_curves = (stack_curves([c for _, c in nopatch[k]]) for k in ("adversarial", "clean"))
+        metrics.update({f"{k}_nopatch": v for k, v in task.summarise(adv, adv_curves).items()})
+        extra["clean_metrics_nopatch"] = task.summarise(clean, clean_curves)
     info = {k: float(np.mean([r[k] for r in records])) for k in INFO if records and k in records[0]}
     info.update({k: float(np.median([r[k] for r in records])) for k in MEDIAN_INFO if records and k in records[0]})
     summary = {"id": cell.id, "cell": cell.spec(), "backend": attack.backend, "n_images": len(records),
-               "attack_seconds": round(seconds, 3), "metrics": metrics, "info": info, **(extra or {})}
+               "attack_seconds": round(seconds, 3), "metrics": metrics, "info": info,
+               "code": code or code_state(), **extra}
     arrays = {k: np.concatenate([a[k] for a in adversarial]) for k in adversarial[0]} if adversarial else None
     store.write_cell(cell.id, summary, records, stack_curves(curves), adversarial=arrays)
     return summary
@@ -234,7 +247,12 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
                           "git": git_state(), "libraries": library_versions(), "device": device_info(device),
                           "cells": [c.spec() | {"id": c.id} for c in suite.cells]})
 
-    todo = [c for c in suite.cells if not store.is_done(c.id)]
+    code = code_state()
+    stale = [c for c in suite.cells if store.is_done(c.id) and store.summary(c.id).get("code") != code]
+    if stale and not cfg.reuse_cells:
+        print(f"[bench] {len(stale)} finished cells were computed by other code (commit, uncommitted changes or "
+              f"library versions): recomputing them (--reuse-cells keeps them)", file=sys.stderr)
+    todo = [c for c in suite.cells if not store.is_done(c.id) or (c in stale and not cfg.reuse_cells)]
     done = len(suite.cells) - len(todo)
     print(f"[bench] {run_id}: {len(suite.cells)} cells, {done} already done, {n} images", file=sys.stderr)
     if todo:
@@ -251,13 +269,14 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
                     task.prepare(sur.model, dataset)
                     surrogates[cell.surrogate] = sur
                 sur = surrogates[cell.surrogate]
-                crafter, extra = sur.model, {"surrogate_model": sur.name, "surrogate_checkpoint": sur.checkpoint}
+                crafter, extra = sur.model, {"surrogate_model": sur.name, "surrogate_checkpoint": sur.checkpoint,
+                                             "surrogate_checkpoint_sha256": sur.checkpoint_sha256}
             universal = None
             if hasattr(ATTACKS[cell.attack], "fit"):
                 universal = fit_universal(cell, crafter, task, suite, store, cfg, dataset, model, device)
             cell_batches = (all_batches if cell.images is None or cell.images >= n
                             else make_batches(task, model, samples, cell.images, suite.batch_size, device))
-            run_cell(cell, model, task, cell_batches, suite, fingerprint, store, crafter, universal, extra)
+            run_cell(cell, model, task, cell_batches, suite, fingerprint, store, crafter, universal, extra, code)
 
     summaries = [store.summary(c.id) for c in suite.cells]
     clean = next((c for c in suite.cells if c.attack == "none" and c.images is None), None)
@@ -270,7 +289,8 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
             # a cell on the first k images is compared with the clean scores of those same images
             curves = {k: c[:cell.images] for k, c in store.curves(clean.id).items()}
             summary["clean_metrics"] = task.summarise(clean_records[:cell.images], curves)
-    rows = leaderboard.rows(summaries, model=resolved.name, checkpoint=resolved.checkpoint, dataset=dataset_name)
+    rows = leaderboard.rows(summaries, model=resolved.name, checkpoint=resolved.checkpoint, dataset=dataset_name,
+                            model_args=cfg.model_args, seed=suite.seed, batch_size=suite.batch_size)
     table = leaderboard.update(cfg.leaderboard_dir, task.name, rows)
     plots.robustness_curves(rows, store.root / "robustness.png", title=f"{resolved.name} on {dataset_name}",
                             metric=task.metrics[0])

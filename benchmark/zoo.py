@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from benchmark.provenance import sha256_file
+from benchmark.provenance import sha256_file, sha256_json
 from benchmark.train import RECIPES, train
 from benchmark.train_clip import RECIPES as CLIP_RECIPES
 from benchmark.train_clip import train_clip
@@ -49,6 +49,14 @@ def load_weights(model: nn.Module, name: str, path: Path) -> None:
         model.load_strict(load_state_dict_file(path), str(path))
 
 
+def checkpoint_sha256(path: Path) -> str:
+    """sha256 of a checkpoint file; of a checkpoint folder (D3Net's three files), the sha256 over each
+    ``*.pth`` file's name and sha256, in name order."""
+    if path.is_file():
+        return sha256_file(path)
+    return sha256_json([(p.name, sha256_file(p)) for p in sorted(path.glob("*.pth"))])
+
+
 def resolve_model(name: str, ckpt: str | None = None, model_args: dict[str, Any] | None = None,
                   cache: Path = CACHE) -> ResolvedModel:
     model_args = model_args or {}
@@ -58,9 +66,7 @@ def resolve_model(name: str, ckpt: str | None = None, model_args: dict[str, Any]
         model = build_model(name, **model_args)
         path = Path(ckpt)
         load_weights(model, name, path)
-        sha = sha256_file(path) if path.is_file() else "folder:" + "".join(
-            sha256_file(p)[:16] for p in sorted(path.glob("*.pth")))
-        return ResolvedModel(model, name, f"{path.name}@{sha[:8]}", str(path), sha)
+        return ResolvedModel(model, name, f"{path.name}@{checkpoint_sha256(path)[:8]}", str(path), checkpoint_sha256(path))
 
     variant = TINY_VARIANT.get(name, name)
     if variant not in TRAINERS:

@@ -27,6 +27,20 @@ class ToySaliency(SaliencyModel):
         return self.net(torch.cat([rgb, depth], 1))
 
 
+@pytest.fixture(scope="session")
+def session_code_state() -> dict:
+    from benchmark.provenance import code_state
+
+    return code_state()
+
+
+@pytest.fixture(autouse=True)
+def stable_code_state(session_code_state, monkeypatch) -> None:
+    """Runs within the test session see the code state of its start: a run recomputes cells computed by
+    other code, and editing the tree while tests run must not look like that."""
+    monkeypatch.setattr("benchmark.runner.code_state", lambda: session_code_state)
+
+
 @pytest.fixture
 def toy_model() -> ToySaliency:
     torch.manual_seed(0)

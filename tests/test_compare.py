@@ -6,10 +6,11 @@ from benchmark.compare import compare, load_tables
 from benchmark.leaderboard import KEY
 
 
-def _row(attack="pgd", eps=8 / 255, S=0.5, MAE=0.2):
-    return {"model": "m", "checkpoint": "c", "dataset": "d", "attack": attack, "modality": "rgbd", "norm": "linf",
-            "eps": eps, "eps_depth": eps, "steps": 10, "queries": float("nan"), "surrogate": "-", "params": "-",
-            "S": S, "MAE": MAE}
+def _row(attack="pgd", eps=8 / 255, S=0.5, MAE=0.2, **key):
+    return {"model": "m", "checkpoint": "c", "model_args": "-", "dataset": "d", "n_images": 64, "attack": attack,
+            "modality": "rgbd", "norm": "linf", "eps": eps, "eps_depth": eps, "steps": 10, "rel_step": 0.25,
+            "queries": float("nan"), "surrogate": "-", "surrogate_checkpoint": "-", "params": "-", "seed": 0,
+            "batch_size": 16, "commit": "abc", "S": S, "MAE": MAE, **key}
 
 
 def test_compare_flags_regression_beyond_tolerance_and_lists_row_changes():
@@ -61,3 +62,23 @@ def test_upsert_into_a_table_from_before_the_params_column(tmp_path):
         update(tmp_path, "saliency", new)
     table = pd.read_csv(tmp_path / "saliency.csv")
     assert len(table) == 4 and set(table.params) == {"N=2", "-"} and set(table.S) == {0.4, 0.45}
+
+
+def test_a_metric_that_becomes_nan_is_a_regression():
+    report, regressed = compare({"saliency": pd.DataFrame([_row()])}, {"saliency": pd.DataFrame([_row(S=float("nan"))])})
+    assert regressed and "S 0.5000 -> NaN WORSE" in report
+    _, regressed = compare({"saliency": pd.DataFrame([_row(S=float("nan"))])}, {"saliency": pd.DataFrame([_row()])})
+    assert not regressed
+
+
+def test_rows_differing_in_step_size_images_or_model_args_are_distinct(tmp_path):
+    """A 16-image cell, another step size or another backbone neither overwrites the full row nor pairs with it."""
+    from benchmark.leaderboard import update
+
+    variants = [_row(), _row(S=0.6, n_images=16), _row(S=0.55, rel_step=0.1), _row(S=0.7, model_args="backbone=vgg16")]
+    for v in variants:
+        update(tmp_path, "saliency", pd.DataFrame([v]))
+    table = pd.read_csv(tmp_path / "saliency.csv")
+    assert sorted(table.S) == [0.5, 0.55, 0.6, 0.7]
+    report, regressed = compare({"saliency": table}, {"saliency": table.copy()})
+    assert "4 common rows, 0 changed" in report and not regressed

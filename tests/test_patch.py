@@ -44,6 +44,15 @@ def _s_measure(model, batch, rgb, depth):
     return np.mean([s["S"] for s, _ in SAL.score(model, logits, batch)]), SAL.loss(logits, batch.target).mean().item()
 
 
+def _random_patch(u0, mask, seed=1):
+    """``u0`` with uniform noise inside ``mask``: the same patch budget with no optimisation."""
+    g = torch.Generator().manual_seed(seed)
+    m = mask.expand_as(u0)
+    x = u0.clone()
+    x[m] = torch.rand(int(m.sum()), generator=g)
+    return x
+
+
 def _tops(mask):
     return [tuple(m[0].nonzero().min(0).values.tolist()) for m in mask]
 
@@ -62,6 +71,9 @@ def test_per_image_patch_lowers_s_measure_within_budget(tiny):
     s_clean, loss_clean = _s_measure(tiny, batch, batch.rgb, batch.depth)
     s_adv, loss_adv = _s_measure(tiny, batch, rgb, depth)
     assert s_adv < s_clean - 0.03 and loss_adv > loss_clean, (s_clean, s_adv, loss_clean, loss_adv)
+    rgb_r, depth_r = SAL.attack_space(batch, th).compose(_random_patch(torch.cat([batch.rgb, batch.depth], 1), out.mask))
+    s_rand, loss_rand = _s_measure(tiny, batch, rgb_r, depth_r)
+    assert loss_adv > loss_rand + 0.05 and s_adv < s_rand, (loss_rand, loss_adv, s_rand, s_adv)  # optimised, not just pasted
     check_budget(batch.names, batch.rgb, batch.depth, rgb, depth, th, out.mask)
     side = 25  # floor(sqrt(0.04 * 128^2))
     assert out.mask.flatten(1).sum(1).tolist() == [side**2] * 4 and side**2 <= th.eps * 128**2
@@ -134,6 +146,8 @@ def test_classifier_patch_within_budget(name):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 8, 5, stride=2, padding=2), nn.ReLU(), nn.Flatten(),
                         nn.Linear(8 * 16 * 16, 5)).eval().requires_grad_(False)
+    with torch.no_grad():  # logits that depend on the input enough for a patch to matter
+        net[3].weight *= 30
     task, x = ClassificationTask(), torch.rand(4, 3, 32, 32)
     names = [f"img{i}" for i in range(4)]
     with torch.no_grad():
@@ -151,6 +165,9 @@ def test_classifier_patch_within_budget(name):
         square[r:r + side, c:c + side] = True
         assert torch.equal(out.mask[i, 0], square)
     assert out.info["patch_side"].tolist() == [side] * 4 and (out.u != x).any()
+    with torch.no_grad():  # the optimised patch beats uniform noise in the same square
+        loss_adv, loss_rand = (task.loss(net(u), y).mean().item() for u in (out.u, _random_patch(x, out.mask)))
+    assert loss_adv > 1.3 * loss_rand, (loss_adv, loss_rand)
 
 
 def test_art_patch_refuses_dense_outputs(toy_model, toy_batch):

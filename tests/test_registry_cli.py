@@ -50,3 +50,14 @@ def test_cli_list_and_help(capsys):
 def test_cli_reports_bad_input_without_traceback(capsys, tmp_path):
     assert main(["run", "--model", "jldcf-tiny", "--suite", str(tmp_path / "none.yaml")]) == 2
     assert "suite not found" in capsys.readouterr().err
+
+
+def test_a_checkpoint_folder_is_labelled_by_a_hash_of_its_files(tmp_path):
+    from benchmark.zoo import checkpoint_sha256
+
+    for name in ("RgbNet.pth", "RgbdNet.pth"):
+        (tmp_path / name).write_bytes(name.encode())
+    sha = checkpoint_sha256(tmp_path)
+    assert len(sha) == 64 and int(sha, 16) >= 0  # hex, no "folder:" prefix in the 8 characters of a label
+    (tmp_path / "RgbNet.pth").write_bytes(b"other weights")
+    assert checkpoint_sha256(tmp_path) != sha

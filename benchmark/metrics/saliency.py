@@ -12,7 +12,8 @@ import py_sod_metrics as psm
 
 SCALARS = ("S", "MAE", "wF", "adpF", "adpE")
 SUMMARY = ("S", "maxF", "meanF", "adpF", "maxE", "meanE", "adpE", "MAE", "wF")
-# Patch cells are also scored with the patch pixels excluded: the same metrics, suffixed "_nopatch".
+# Patch cells are also scored with the patch region excluded (benchmark/metrics/masked.py): the same
+# metrics but wF, suffixed "_nopatch".
 HIGHER_IS_BETTER = {f"{m}{suffix}": m != "MAE" for m in SUMMARY for suffix in ("", "_nopatch")}
 
 
@@ -49,8 +50,9 @@ class SODMetrics:
 
 
 def summarise(scalars: list[dict[str, float]], f_curves: np.ndarray, e_curves: np.ndarray) -> dict[str, float]:
-    """Dataset scores from per-image records, reduced exactly as PySODMetrics' ``get_results``."""
+    """Dataset scores from per-image records, reduced exactly as PySODMetrics' ``get_results``; scalars
+    the records lack (wF of patch-excluded scores) are left out."""
     f_curve, e_curve = np.mean(f_curves, axis=0), np.mean(e_curves, axis=0)
-    out = {k: float(np.mean([r[k] for r in scalars])) for k in SCALARS}
+    out = {k: float(np.mean([r[k] for r in scalars])) for k in SCALARS if k in scalars[0]}
     out.update(maxF=float(f_curve.max()), meanF=float(f_curve.mean()), maxE=float(e_curve.max()), meanE=float(e_curve.mean()))
-    return {k: out[k] for k in SUMMARY}
+    return {k: out[k] for k in SUMMARY if k in out}

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from attacks.threat import AttackSpace, ThreatModel
 from benchmark.data import Batch, Sample, make_batch
 from benchmark.metrics import saliency as sod
+from benchmark.metrics.masked import MaskedSODMetrics
 from benchmark.suite import Cell
 
 
@@ -194,17 +195,20 @@ class SaliencyTask:
         """Official post-processing to each GT's size, then PySODMetrics; one entry per image: its
         scalars and its F and E curves ("f", "e").
 
-        ``exclude`` (N,1,S,S) bool, a patch mask: those pixels (resized to the GT, nearest) take the
-        GT's value in the prediction, so they count as correct and only the damage outside the patch
-        is scored (a pasted patch may rightly become salient)."""
+        ``exclude`` (N,1,S,S) bool, a patch mask: the patch region is removed from the prediction and the
+        GT alike and the rest of the scene is scored (:mod:`benchmark.metrics.masked`, no wF). A GT pixel
+        counts as patch wherever the bilinearly resized mask reaches it, so no patch pixel leaks into
+        the scored ones."""
         out = []
-        metric = sod.SODMetrics()
+        metric = sod.SODMetrics() if exclude is None else MaskedSODMetrics()
         for i, gt in enumerate(batch.gts):
             prob = model.postprocess(logits[i : i + 1].float(), gt.shape[:2])[0, 0].detach().cpu().numpy()
             pred = sod.to_uint8(prob)
-            if exclude is not None:
-                m = F.interpolate(exclude[i : i + 1].float(), size=gt.shape[:2], mode="nearest")[0, 0].cpu().numpy() > 0
-                pred[m] = gt[m]
-            scalars, f, e = metric.step(pred, gt)
+            if exclude is None:
+                scalars, f, e = metric.step(pred, gt)
+            else:
+                patch = F.interpolate(exclude[i : i + 1].float(), size=gt.shape[:2], mode="bilinear",
+                                      align_corners=False)[0, 0].cpu().numpy() > 0
+                scalars, f, e = metric.step(pred, gt, ~patch)
             out.append((scalars, {"f": f, "e": e}))
         return out
