@@ -106,3 +106,33 @@ def test_cells_are_reproducible(smoke_run, trained_tiny, tmp_path):
     a = (run_dir / "cells" / cell.id / "records.jsonl").read_text()
     b = (again / "cells" / cell.id / "records.jsonl").read_text()
     assert a == b
+
+
+def test_an_attack_that_changes_the_surrogate_is_an_error(toy_model, toy_batch, tmp_path, monkeypatch):
+    """A transfer cell's surrogate gets the same integrity check as the target."""
+    import copy
+
+    import torch
+
+    from attacks import ATTACKS, ThreatModel
+    from benchmark.checks import ModelTampered, model_fingerprint
+    from benchmark.results import RunStore
+    from benchmark.suite import Cell, Suite
+    from benchmark.tasks import SaliencyTask
+
+    surrogate = copy.deepcopy(toy_model)
+
+    class Tampering:
+        backend, norms = "test", ("linf",)
+
+        def __call__(self, dense, u0, target, threat, task, **params):
+            with torch.no_grad():
+                surrogate.net[0].weight.add_(1e-3)
+            return u0.clone()
+
+    monkeypatch.setitem(ATTACKS, "tamper", Tampering())
+    cell = Cell("tamper", ThreatModel(eps=4 / 255), surrogate="toy")
+    suite = Suite("t", ("synthetic",), 4, 0, [cell])
+    with pytest.raises(ModelTampered, match="surrogate"):
+        runner.run_cell(cell, toy_model, SaliencyTask(), [toy_batch], suite, model_fingerprint(toy_model),
+                        RunStore(tmp_path), crafter=surrogate)
