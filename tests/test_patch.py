@@ -73,7 +73,7 @@ def test_per_image_patch_lowers_s_measure_within_budget(tiny):
     assert s_adv < s_clean - 0.03 and loss_adv > loss_clean, (s_clean, s_adv, loss_clean, loss_adv)
     rgb_r, depth_r = SAL.attack_space(batch, th).compose(_random_patch(torch.cat([batch.rgb, batch.depth], 1), out.mask))
     s_rand, loss_rand = _s_measure(tiny, batch, rgb_r, depth_r)
-    assert loss_adv > loss_rand + 0.05 and s_adv < s_rand, (loss_rand, loss_adv, s_rand, s_adv)  # optimised, not just pasted
+    assert loss_adv > 1.15 * loss_rand and s_adv < s_rand, (loss_rand, loss_adv, s_rand, s_adv)  # optimised, not just pasted
     check_budget(batch.names, batch.rgb, batch.depth, rgb, depth, th, out.mask)
     side = 25  # floor(sqrt(0.04 * 128^2))
     assert out.mask.flatten(1).sum(1).tolist() == [side**2] * 4 and side**2 <= th.eps * 128**2
