@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from unittest import mock
 from typing import Any
 
 import numpy as np
@@ -90,6 +91,14 @@ class StoppableHopSkipJump(evasion.HopSkipJump):
     def _binary_search(self, *args: Any, **kwargs: Any) -> np.ndarray:
         self.boundary = super()._binary_search(*args, **kwargs)
         return self.boundary
+
+    def _init_sample(self, *args: Any, **kwargs: Any) -> Any:
+        """ART draws the random starting points from an unseeded ``np.random.RandomState()`` (OS entropy),
+        which the cell's seed cannot fix: it gets a generator seeded from numpy's global RNG instead, which
+        the runner seeds per batch, so the cell is reproducible."""
+        seeded = np.random.RandomState(np.random.randint(2**31))
+        with mock.patch.object(np.random, "RandomState", return_value=seeded):
+            return super()._init_sample(*args, **kwargs)
 
 
 OVERRIDES = {"HopSkipJump": StoppableHopSkipJump}

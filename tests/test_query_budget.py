@@ -96,8 +96,8 @@ def test_an_attack_called_directly_counts_its_own_queries(digits_data):
 def test_hop_skip_jump_stopped_by_the_budget_keeps_its_boundary_point(digits_data, monkeypatch):
     """With ART's own defaults (init_eval 100 per iteration), HopSkipJump runs out of queries mid-way: each
     image stops exactly at the budget and keeps its adversarial boundary point. (Its random starting point
-    is drawn from an unseeded RandomState: the images are of classes other than the one this CNN gives
-    uniform noise, so one is found.)"""
+    is uniform noise: the images are of classes other than the one this CNN gives uniform noise, so one
+    is found.)"""
     model, _, _, x, y = digits_data
     with torch.no_grad():
         noise_class = model(torch.rand(64, *x.shape[1:])).argmax(1).mode().values
@@ -113,6 +113,18 @@ def test_hop_skip_jump_stopped_by_the_budget_keeps_its_boundary_point(digits_dat
     assert (counter.counts == 150).all()
     with torch.no_grad():
         assert (model(out.u).argmax(1) != y).all()
+
+
+def test_hop_skip_jump_is_reproducible_under_a_fixed_seed(digits_data):
+    """ART seeds HopSkipJump's starting points from OS entropy; ours from numpy's seeded global RNG."""
+    model, _, _, x, y = digits_data
+    threat = ThreatModel(norm="l2", eps=100.0, modality="rgb", steps=5, queries=BUDGET)  # keep what it finds
+    space = TASK.attack_space(_batch(x[:4], y[:4]), threat)
+    runs = []
+    for _ in range(2):
+        np.random.seed(0)
+        runs.append(ATTACKS["art-hsj"](TASK.attacked_model(model, space), space.initial(), y[:4], threat, TASK).u)
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], space.initial())
 
 
 def test_query_counter_charges_rows_to_their_images_and_refuses_past_the_budget():
