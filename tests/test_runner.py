@@ -79,22 +79,26 @@ def test_killed_run_resumes_and_skips_finished_cells(trained_tiny, tmp_path, mon
 def test_cells_computed_by_other_code_are_recomputed_unless_reused(trained_tiny, tmp_path, monkeypatch):
     """A finished cell is reused only for the same code (commit, uncommitted changes, libraries): a
     leaderboard row always says which code computed it."""
-    run(_config(trained_tiny, tmp_path))
+    suite = tmp_path / "two.yaml"
+    suite.write_text("dataset: synthetic\nbatch_size: 4\nlimit: 4\ncells:\n  - {attack: none}\n"
+                     "  - {attack: fgsm, eps: 8/255}\n")
+    cfg = RunConfig(**{**vars(_config(trained_tiny, tmp_path)), "suite": str(suite)})
+    run(cfg)
     computed = []
     real = runner.run_cell
     monkeypatch.setattr(runner, "run_cell", lambda cell, *a, **k: computed.append(cell.id) or real(cell, *a, **k))
-    run(_config(trained_tiny, tmp_path))
+    run(cfg)
     assert computed == []  # same code: nothing recomputed
     here = runner.code_state()
     other = {**here, "commit": "0" * 40, "dirty": False}
     other.pop("diff_sha256", None)
     monkeypatch.setattr(runner, "code_state", lambda: other)
-    run(RunConfig(**{**vars(_config(trained_tiny, tmp_path)), "reuse_cells": True}))
+    run(RunConfig(**{**vars(cfg), "reuse_cells": True}))
     assert computed == []  # explicitly reused: the rows keep the commit that computed them
     table = leaderboard.read_table(tmp_path / "leaderboards" / "saliency.csv")
     assert set(table.commit) == {leaderboard.commit_label(here)}
-    run(_config(trained_tiny, tmp_path))
-    assert sorted(computed) == sorted(c.id for c in load_suite("smoke").cells)
+    run(cfg)
+    assert sorted(computed) == sorted(c.id for c in load_suite(str(suite)).cells)
     table = leaderboard.read_table(tmp_path / "leaderboards" / "saliency.csv")
     assert set(table.commit) == {"000000000000"} and len(table) == len(computed)  # digits only, still text
 
