@@ -14,10 +14,14 @@ LIBRARIES = ("torch", "torchvision", "torchattacks", "adversarial-robustness-too
              "numpy")
 
 
+NOT_CODE = (":(exclude)leaderboards",)  # what runs write: a rewritten table does not make the code dirty
+
+
 def git_state() -> dict[str, str | bool | None]:
-    """Commit of the working tree, whether it has uncommitted changes (tracked files changed, or files
-    git does not ignore added) and, if so, ``diff_sha256``: a hash of those changes, so two runs on the
-    same uncommitted code are recognisably the same code. None values outside git."""
+    """Commit of the working tree, whether its code has uncommitted changes (tracked files changed, or
+    files git does not ignore added; the leaderboards runs write do not count) and, if so,
+    ``diff_sha256``: a hash of those changes, so two runs on the same uncommitted code are recognisably
+    the same code. None values outside git."""
     def git(*args: str) -> str | None:
         try:
             return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
@@ -25,8 +29,8 @@ def git_state() -> dict[str, str | bool | None]:
             return None
 
     commit = git("rev-parse", "HEAD")
-    diff = git("diff", "HEAD", "--binary")
-    untracked = git("ls-files", "--others", "--exclude-standard", "-z")
+    diff = git("diff", "HEAD", "--binary", "--", ".", *NOT_CODE)
+    untracked = git("ls-files", "--others", "--exclude-standard", "-z", "--", ".", *NOT_CODE)
     if commit is None or diff is None or untracked is None:
         return {"commit": None, "dirty": None}
     state: dict[str, str | bool | None] = {"commit": commit.strip(), "dirty": bool(diff or untracked)}
