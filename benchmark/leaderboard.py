@@ -88,8 +88,8 @@ def rows(summaries: list[dict[str, Any]], model: str, checkpoint: str, dataset: 
             # the clean reference of a cell run on fewer images is the clean score of those images; of a
             # patch-excluded score, the clean prediction with the same pixels excluded
             base = m.removesuffix("_nopatch")
-            ref = [s["clean_metrics_nopatch"][base] if m != base else s.get("clean_metrics", {}).get(base, clean.iloc[0][base])
-                   for s in summaries]
+            ref = [s.get("clean_metrics_nopatch", {}).get(base, np.nan) if m != base
+                   else s.get("clean_metrics", {}).get(base, clean.iloc[0][base]) for s in summaries]
             sign = 1 if HIGHER_IS_BETTER[m] else -1
             df[f"drop_{m}"] = sign * (np.array(ref) - df[m])
     return df

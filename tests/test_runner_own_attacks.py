@@ -20,6 +20,7 @@ cells:
   - {attack: pgd, eps: [8/255], modality: [rgbd], steps: 2}
   - {attack: pgd, eps: [8/255], modality: [rgbd], steps: 2, surrogate: [jldcf-tiny]}
   - {attack: zoo, eps: [8/255], modality: [rgbd], queries: 60, images: 4, params: {coords: 8}}
+  - {attack: patch, norm: patch, eps: [0.04], modality: [rgb], steps: 2, params: {eot_samples: 1}}
 """
 
 
@@ -101,3 +102,15 @@ def test_cell_on_fewer_images_drops_from_the_clean_score_of_those_images(own_run
     for line in (run_dir / "cells").glob("*/records.jsonl"):
         if "queries" in line.read_text():
             assert all(0 < json.loads(r)["queries"] <= 60 for r in line.read_text().splitlines())
+
+
+def test_patch_rows_have_patch_excluded_scores_against_the_same_clean_pixels(own_run):
+    run_dir, tmp = own_run
+    table = pd.read_csv(tmp / "leaderboards" / "saliency.csv")
+    patch = table[table.attack == "patch"].iloc[0]
+    assert 0 < patch.S_nopatch < 1 and pd.notna(patch.drop_S_nopatch) and "wF_nopatch" not in table
+    assert table[table.attack != "patch"].S_nopatch.isna().all()
+    cell = next(p for p in (run_dir / "cells").iterdir()
+                if json.loads((p / "summary.json").read_text())["cell"]["attack"] == "patch")
+    clean_nopatch = json.loads((cell / "summary.json").read_text())["clean_metrics_nopatch"]["S"]
+    assert abs(patch.drop_S_nopatch - (clean_nopatch - patch.S_nopatch)) < 1e-6
