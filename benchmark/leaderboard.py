@@ -129,9 +129,10 @@ def to_markdown(df: pd.DataFrame, metrics: tuple[str, ...]) -> str:
     uses them, the code's commit in the heading when one commit computed every row."""
     lines = []
     for (model, ckpt, args, dataset), g in df.groupby(["model", "checkpoint", "model_args", "dataset"], sort=True):
-        commits = g.commit.unique() if "commit" in g else []
+        commits = g.commit.fillna(UNKNOWN).unique() if "commit" in g else [UNKNOWN]
         built = f" with {args}" if args not in ("-", UNKNOWN) else ""
-        at = f", computed at `{commits[0]}`" if len(commits) == 1 else ""
+        at = "" if len(commits) > 1 else (", commit unknown (computed before rows recorded it)"
+                                          if commits[0] == UNKNOWN else f", computed at `{commits[0]}`")
         lines.append(f"## {model} ({ckpt}){built} on {dataset}{at}\n")
         optional = [c for c in ("params", "surrogate") if c in g and (g[c] != "-").any()]
         optional += [c for c in ("rel_step", "seed", "batch_size") if c in g and g[c].astype(str).nunique() > 1]
