@@ -81,3 +81,22 @@ def trained_clip_tiny(tmp_path_factory) -> Path:
 def trained_rgbd_clip(tmp_path_factory) -> Path:
     """rgbd-clip by its shipped recipe (about 140 s on 2 CPU threads)."""
     return _trained_on_first_use("rgbd-clip", tmp_path_factory.mktemp("rgbd_clip"))
+
+
+@pytest.fixture
+def write_folder_pair():
+    """Writes ``<root>/NJU2K/{RGB,GT,depth}/a.*``: a 90x150 random JPEG, an empty GT and a random 8- or
+    16-bit depth PNG (the official loaders' parity checks read it both ways)."""
+    import numpy as np
+    from PIL import Image
+
+    def write(root: Path, depth_bits: int) -> None:
+        rng = np.random.default_rng(0)
+        for sub in ("RGB", "GT", "depth"):
+            (root / "NJU2K" / sub).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (90, 150, 3), dtype=np.uint8)).save(root / "NJU2K" / "RGB" / "a.jpg")
+        Image.fromarray(np.zeros((90, 150), np.uint8)).save(root / "NJU2K" / "GT" / "a.png")
+        dtype = np.uint8 if depth_bits == 8 else np.uint16
+        Image.fromarray(rng.integers(0, 256 if depth_bits == 8 else 2000, (90, 150)).astype(dtype)).save(
+            root / "NJU2K" / "depth" / "a.png")
+    return write

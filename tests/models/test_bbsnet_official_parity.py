@@ -16,10 +16,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch import Tensor, nn
 
 from benchmark.data import FolderRGBD
@@ -107,17 +105,10 @@ def test_matches_official_outputs_and_input_gradients(official: ModuleType, monk
 
 
 @pytest.mark.parametrize("depth_bits", [8, 16])
-def test_official_test_loader_matches_input_loader(tmp_path: Path, depth_bits: int) -> None:
+def test_official_test_loader_matches_input_loader(tmp_path: Path, depth_bits: int, write_folder_pair) -> None:
     """data.py test_dataset on a non-square JPEG and an 8/16-bit depth PNG equals BBSNet.input_loader
     (ImageNet-normalised RGB, raw depth)."""
-    rng = np.random.default_rng(0)
-    for sub in ("RGB", "GT", "depth"):
-        (tmp_path / "NJU2K" / sub).mkdir(parents=True)
-    Image.fromarray(rng.integers(0, 256, (90, 150, 3), dtype=np.uint8)).save(tmp_path / "NJU2K" / "RGB" / "a.jpg")
-    Image.fromarray(np.zeros((90, 150), np.uint8)).save(tmp_path / "NJU2K" / "GT" / "a.png")
-    dtype = np.uint8 if depth_bits == 8 else np.uint16
-    depth = rng.integers(0, 256 if depth_bits == 8 else 2000, (90, 150)).astype(dtype)
-    Image.fromarray(depth).save(tmp_path / "NJU2K" / "depth" / "a.png")
+    write_folder_pair(tmp_path, depth_bits)
     data = _load_module("bbsnet_official_data", Path(OFFICIAL_SRC).resolve() / "data.py")
     roots = (f"{tmp_path / 'NJU2K' / sub}/" for sub in ("RGB", "GT", "depth"))
     image, _, official_depth, _, _ = data.test_dataset(*roots, SIZE).load_data()

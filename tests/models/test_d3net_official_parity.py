@@ -18,7 +18,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch import Tensor, nn
 from torchvision import transforms
 
@@ -203,17 +202,10 @@ def test_outputs_and_input_gradients_match_official(
 
 
 @pytest.mark.parametrize("depth_bits", [8, 16])
-def test_official_eval_loader_matches_input_loader(tmp_path: Path, depth_bits: int) -> None:
+def test_official_eval_loader_matches_input_loader(tmp_path: Path, depth_bits: int, write_folder_pair) -> None:
     """eval.py's loader (RgbdSodDataset + Resize/ToTensor of my_custom_transforms) on a non-square JPEG
     and an 8/16-bit depth PNG equals D3Net.input_loader."""
-    rng = np.random.default_rng(0)
-    for sub in ("RGB", "GT", "depth"):
-        (tmp_path / "NJU2K" / sub).mkdir(parents=True)
-    Image.fromarray(rng.integers(0, 256, (90, 150, 3), dtype=np.uint8)).save(tmp_path / "NJU2K" / "RGB" / "a.jpg")
-    Image.fromarray(np.zeros((90, 150), np.uint8)).save(tmp_path / "NJU2K" / "GT" / "a.png")
-    dtype = np.uint8 if depth_bits == 8 else np.uint16
-    depth = rng.integers(0, 256 if depth_bits == 8 else 2000, (90, 150)).astype(dtype)
-    Image.fromarray(depth).save(tmp_path / "NJU2K" / "depth" / "a.png")
+    write_folder_pair(tmp_path, depth_bits)
     mtr = import_official("my_custom_transforms")
     loader = import_official("dataloader_rgbdsod")
     transform = transforms.Compose([mtr.Resize((224, 224)), mtr.ToTensor()])  # eval.py's, without Normalize
