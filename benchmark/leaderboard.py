@@ -11,25 +11,25 @@ render as a surrogate x target matrix with a heat map.
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from benchmark import plots
+from benchmark import defense_report, plots
 from benchmark.metrics import HIGHER_IS_BETTER, METRICS
 from benchmark.metrics.masked import DEFINITION as MASKED_DEFINITION
 from benchmark.results import atomic_write_text
+from benchmark.suite import defense_label, fmt_eps
 
-KEY = ["model", "checkpoint", "model_args", "dataset", "n_images", "attack", "modality", "norm", "eps", "eps_depth",
-       "steps", "rel_step", "queries", "surrogate", "surrogate_checkpoint", "params", "seed", "batch_size"]
+KEY = ["model", "checkpoint", "model_args", "dataset", "n_images", "defense", "eval", "attack", "modality", "norm", "eps",
+       "eps_depth", "steps", "rel_step", "queries", "surrogate", "surrogate_checkpoint", "params", "seed", "batch_size"]
 UNKNOWN = "?"
-# Values of key columns a table written before they existed is read with: no query budget, no surrogate
-# (neither existed), the others unknown ("?": such a row is replaced by a new row that matches it on the
+# Values of key columns a table written before they existed is read with: no query budget, no surrogate,
+# no defense (none existed), the others unknown ("?": such a row is replaced by a new row that matches it on the
 # columns it has).
-KEY_DEFAULTS: dict[str, Any] = {"queries": np.nan, "surrogate": "-", "params": UNKNOWN, "model_args": UNKNOWN,
+KEY_DEFAULTS: dict[str, Any] = {"queries": np.nan, "surrogate": "-", "defense": "none", "eval": "-", "params": UNKNOWN, "model_args": UNKNOWN,
                                 "n_images": UNKNOWN, "rel_step": UNKNOWN, "surrogate_checkpoint": UNKNOWN,
                                 "seed": UNKNOWN, "batch_size": UNKNOWN}
 
@@ -43,7 +43,7 @@ HEADERS = {
 }
 
 
-TEXT_COLUMNS = ("model", "checkpoint", "model_args", "dataset", "attack", "modality", "norm", "surrogate",
+TEXT_COLUMNS = ("model", "checkpoint", "model_args", "dataset", "defense", "eval", "attack", "modality", "norm", "surrogate",
                 "surrogate_checkpoint", "params", "backend", "commit")
 
 
@@ -72,7 +72,8 @@ def rows(summaries: list[dict[str, Any]], model: str, checkpoint: str, dataset: 
     for s in summaries:
         c, info = s["cell"], s.get("info", {})
         out.append({"model": model, "checkpoint": checkpoint, "model_args": _params(model_args or {}),
-                    "dataset": dataset, "n_images": s["n_images"], "attack": c["attack"],
+                    "dataset": dataset, "n_images": s["n_images"], "defense": defense_label(c.get("defense")),
+                    "eval": c.get("eval") or "-", "attack": c["attack"],
                     "modality": "-" if c["attack"] == "none" else c["modality"], "norm": c["norm"],
                     "eps": round(c["eps"], 6), "eps_depth": round(c["eps_depth"], 6), "steps": c["steps"],
                     "rel_step": round(c["rel_step"], 6), "queries": c.get("queries", np.nan),
@@ -89,7 +90,8 @@ def rows(summaries: list[dict[str, Any]], model: str, checkpoint: str, dataset: 
             # patch-excluded score, the clean prediction with the same pixels excluded
             base = m.removesuffix("_nopatch")
             ref = [s.get("clean_metrics_nopatch", {}).get(base, np.nan) if m != base
-                   else s.get("clean_metrics", {}).get(base, clean.iloc[0][base]) for s in summaries]
+                   else s.get("clean_metrics", {}).get(base, np.nan if s["cell"].get("defense") else clean.iloc[0][base])
+                   for s in summaries]
             sign = 1 if HIGHER_IS_BETTER[m] else -1
             df[f"drop_{m}"] = sign * (np.array(ref) - df[m])
     return df
@@ -111,14 +113,9 @@ def with_key_columns(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(**{k: v for k, v in KEY_DEFAULTS.items() if k not in df.columns})
 
 
-def _fmt_eps(e: float) -> str:
-    f = Fraction(e).limit_denominator(255)
-    return "0" if e == 0 else (f"{f.numerator}/255" if f.denominator == 255 and abs(float(f) - e) < 1e-6 else f"{e:g}")
-
-
 def _fmt(column: str, v: Any) -> str:
     if column in ("eps", "eps_depth"):
-        return _fmt_eps(v)
+        return fmt_eps(v)
     if isinstance(v, float):
         return "-" if np.isnan(v) else f"{v:.0f}" if column in ("queries", "queries_used", "patch_side") else f"{v:.3f}"
     return str(v)
@@ -134,7 +131,7 @@ def to_markdown(df: pd.DataFrame, metrics: tuple[str, ...]) -> str:
         at = "" if len(commits) > 1 else (", commit unknown (computed before rows recorded it)"
                                           if commits[0] == UNKNOWN else f", computed at `{commits[0]}`")
         lines.append(f"## {model} ({ckpt}){built} on {dataset}{at}\n")
-        optional = [c for c in ("params", "surrogate") if c in g and (g[c] != "-").any()]
+        optional = [c for c in ("defense", "eval", "params", "surrogate") if c in g and (~g[c].isin(["-", "none"])).any()]
         optional += [c for c in ("rel_step", "seed", "batch_size") if c in g and g[c].astype(str).nunique() > 1]
         optional += ["commit"] if len(commits) > 1 else []
         extra = [c for c in ("queries", "queries_used", "l0", "patch_side", "patch_area", "found_norm", "S_nopatch")
@@ -154,18 +151,18 @@ def to_markdown(df: pd.DataFrame, metrics: tuple[str, ...]) -> str:
 
 def transfer_matrix(table: pd.DataFrame, metric: str = "S") -> dict[str, pd.DataFrame]:
     """For every transferred (attack, threat) setting: the metric as a surrogate x target matrix."""
-    moved = table[table.surrogate != "-"]
+    moved = table[(table.surrogate != "-") & (table.defense == "none")]
     out = {}
     for setting, g in moved.groupby(["dataset", "attack", "modality", "norm", "eps", "steps"], sort=True):
         dataset, attack, modality, norm, eps, steps = setting
-        name = f"{attack} {norm} eps {_fmt_eps(eps)} {modality}, {steps} steps, on {dataset}"
+        name = f"{attack} {norm} eps {fmt_eps(eps)} {modality}, {steps} steps, on {dataset}"
         matrix = g.pivot_table(index="surrogate", columns="model", values=metric, aggfunc="first")
         clean = table[(table.attack == "none") & (table.dataset == dataset)].groupby("model")[metric].first()
         out[name] = pd.concat([matrix, clean.reindex(matrix.columns).to_frame("clean").T])
     return out
 
 
-def _write_transfer(directory: Path, task: str, table: pd.DataFrame) -> None:
+def _write_transfer(directory: Path, name: str, task: str, table: pd.DataFrame) -> None:
     metric = METRICS[task][0]
     matrices = transfer_matrix(table, metric)
     if not matrices:
@@ -177,8 +174,8 @@ def _write_transfer(directory: Path, task: str, table: pd.DataFrame) -> None:
                   "|" + "---|" * (len(m.columns) + 1)]
         lines += ["| " + " | ".join([str(sur), *(_fmt(metric, v) for v in r)]) + " |" for sur, r in m.iterrows()]
         lines.append("")
-    atomic_write_text(directory / f"{task}-transfer.md", "\n".join(lines))
-    plots.transfer_heatmaps(matrices, directory / f"{task}-transfer.png", metric)
+    atomic_write_text(directory / f"{name}-transfer.md", "\n".join(lines))
+    plots.transfer_heatmaps(matrices, directory / f"{name}-transfer.png", metric)
 
 
 def _replaced(old: pd.DataFrame, new: pd.DataFrame) -> list[bool]:
@@ -191,9 +188,11 @@ def _replaced(old: pd.DataFrame, new: pd.DataFrame) -> list[bool]:
     return out
 
 
-def update(directory: Path, task: str, new: pd.DataFrame) -> Path:
-    """Upsert ``new`` into ``<directory>/<task>.csv`` and re-render ``<task>.md``; return the CSV path."""
-    path = directory / f"{task}.csv"
+def update(directory: Path, task: str, new: pd.DataFrame, table_suffix: str | None = None) -> Path:
+    """Upsert ``new`` into ``<directory>/<task>.csv`` (``<task>-<table_suffix>.csv``: a suite's own table)
+    and re-render its Markdown; return the CSV path."""
+    name = task if table_suffix is None else f"{task}-{table_suffix}"
+    path = directory / f"{name}.csv"
     table = new
     if path.is_file():
         old = with_key_columns(read_table(path))
@@ -203,11 +202,15 @@ def update(directory: Path, task: str, new: pd.DataFrame) -> Path:
              .drop(columns="_attacked").reset_index(drop=True)
              .round(6))  # as the CSV stores them, so the Markdown renders the same from fresh or re-read rows
     atomic_write_text(path, table.to_csv(index=False, float_format="%.6f"))
-    header = (f"# Leaderboard: {task}\n\nGenerated by `python -m benchmark run`; do not edit. {HEADERS[task]} "
+    header = (f"# Leaderboard: {name}\n\nGenerated by `python -m benchmark run`; do not edit. {HEADERS[task]} "
               f"eps in [0,1] pixel units; for l0 and patch, the fraction of the image. `commit`: the code that "
               f"computed the row (`+dirty`: with uncommitted changes).\n\n")
-    atomic_write_text(directory / f"{task}.md", header + to_markdown(table, METRICS[task]))
-    _write_transfer(directory, task, table)
+    if (table.defense != "none").any() or (table["eval"] != "-").any():  # a defenses table: its own report
+        body = defense_report.render(table, task, METRICS[task][0], directory / f"{name}.png")
+    else:
+        body = to_markdown(table, METRICS[task])
+    atomic_write_text(directory / f"{name}.md", header + body)
+    _write_transfer(directory, name, task, table)
     return path
 
 

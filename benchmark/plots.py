@@ -68,3 +68,34 @@ def transfer_heatmaps(matrices: dict[str, pd.DataFrame], out: Path, metric: str 
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def defense_tradeoff(rows: pd.DataFrame, out: Path, metric: str, title: str) -> Path:
+    """Robust against clean ``metric`` per defense, one panel per model: the oblivious (hollow) and the
+    adaptive (filled) score of each defense joined by a line, so a collapse under adaptive attack shows
+    as a long drop."""
+    models = sorted(rows.model.unique())
+    fig, axes = plt.subplots(1, len(models), figsize=(4.4 * len(models), 4.0), sharey=True, squeeze=False)
+    palette = plt.get_cmap("tab20")
+    colour = {d: palette(i % 20) for i, d in enumerate(sorted(rows.defense.unique()))}
+    for ax, model in zip(axes[0], models):
+        for _, r in rows[rows.model == model].iterrows():
+            c = colour[r.defense]
+            ax.plot([r.clean, r.clean], [r.oblivious, r.adaptive], color=c, lw=1)
+            ax.plot(r.clean, r.oblivious, marker="o", mfc="none", color=c)
+            ax.plot(r.clean, r.adaptive, marker="o", color=c)
+        ax.set_title(model, fontsize=9)
+        ax.set_xlabel(f"clean {metric} with the defense")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"robust {metric}")
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=d.split("(")[0] + " " + d[d.find("(") :][:40])
+               for d, c in colour.items()]
+    handles += [plt.Line2D([], [], color="k", marker="o", mfc="none", ls="", label="oblivious"),
+                plt.Line2D([], [], color="k", marker="o", ls="", label="adaptive")]
+    fig.legend(handles=handles, loc="center right", fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.72, 1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

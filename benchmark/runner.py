@@ -30,6 +30,7 @@ from benchmark.results import RunStore
 from benchmark.suite import Cell, Suite, load_suite
 from benchmark.tasks import TASKS
 from benchmark.zoo import ResolvedModel, resolve_model
+from defenses import ExpectationOverTransformation, build_defense
 
 
 @dataclass
@@ -58,7 +59,7 @@ def seed_everything(*parts: object) -> int:
 
 
 DEFAULT_SUITES = {"saliency": "default", "classification": "clip"}
-RUNNER_PARAMS = ("fit_dataset", "fit_images")  # cell params the runner consumes (universal fitting)
+RUNNER_PARAMS = ("fit_dataset", "fit_images", "eot")  # cell params the runner consumes (universal fitting, EOT)
 
 
 def attack_params(cell: Cell) -> dict[str, Any]:
@@ -78,8 +79,27 @@ def stack_curves(curves: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.array([c[k] for c in curves]) for k in curves[0]} if curves else {}
 
 
-INFO = ("queries", "success", "l0", "patch_area", "patch_side")  # per-image numbers averaged into the summary
+INFO = ("queries", "success", "l0", "patch_area", "patch_side", "defense_ms")  # per-image numbers averaged into the summary
 MEDIAN_INFO = ("found_norm",)  # minimum-norm attacks: the median size of the perturbations found (inf: none)
+
+
+def defended_models(cell: Cell, model: torch.nn.Module, crafter: torch.nn.Module, task: Any
+                    ) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(scored, crafting) models of a cell: the one scored is ``model`` behind the cell's defense; the
+    attack crafts on ``crafter`` as it is (no eval, or oblivious), or adaptive: on its ``adaptive_view``
+    (a built-in defense made differentiable) behind the same defense, whose non-differentiable parts
+    backpropagate through BPDA, averaged over ``params.eot`` draws where the defense is randomized."""
+    defense = None
+    if cell.defense is not None:
+        defense = build_defense(cell.defense["name"], **{k: v for k, v in cell.defense.items() if k != "name"})
+    scored = model if defense is None else task.defended(model, defense, cell)
+    if cell.eval != "adaptive":
+        return scored, crafter
+    view = crafter.adaptive_view() if hasattr(crafter, "adaptive_view") else crafter
+    if defense is None:
+        return scored, view
+    view = task.defended(view, defense, cell)
+    return scored, ExpectationOverTransformation(view, int(cell.params["eot"])) if defense.randomized else view
 
 
 def _adversarial_arrays(names: list[str], rgb: Tensor | None, depth: Tensor | None,
@@ -94,54 +114,87 @@ def _adversarial_arrays(names: list[str], rgb: Tensor | None, depth: Tensor | No
     return arrays
 
 
+@dataclass
+class Crafted:
+    """One batch's adversarial inputs as an attack crafted them, checked against the budget."""
+
+    seed: int
+    rgb: Tensor | None
+    depth: Tensor | None
+    per_image: dict[str, Tensor]  # budget-check numbers and the attack's own (queries, success, ...)
+    mask: Tensor | None
+    seconds: float
+
+
+def craft(cell: Cell, crafter: torch.nn.Module, task: Any, b: Any, seed: int, params: dict[str, Any]) -> Crafted:
+    """Attack batch ``b`` on ``crafter`` (the caller seeded the RNGs with ``seed``) and check the budget."""
+    attack = ATTACKS[cell.attack]
+    space = task.attack_space(b, cell.threat)
+    dense = task.attacked_model(crafter, space, b)
+    if getattr(attack, "black_box", False):  # its model queries are counted per image, within the budget
+        dense = QueryCounter(dense, space.initial(), cell.threat.queries)
+    t0 = time.perf_counter()
+    # `seed` reaches the attacks that take one (AutoAttack, APGD, FAB, Square): recorded per image
+    out = as_output(attack(dense, space.initial(), b.target, cell.threat, task, names=b.names, seed=seed, **params))
+    seconds = time.perf_counter() - t0
+    if isinstance(dense, QueryCounter):
+        out.info["queries"] = dense.per_image(out.u)  # what the row claims is what the model answered
+    rgb, depth = space.compose(out.u)
+    per_image = {**check_budget(b.names, b.rgb, b.depth, rgb, depth, cell.threat, out.mask), **out.info}
+    return Crafted(seed, rgb, depth, per_image, out.mask, seconds)
+
+
 def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], suite: Suite,
              fingerprint: str, store: RunStore, crafter: torch.nn.Module | None = None,
              universal: Tensor | None = None, extra: dict[str, Any] | None = None,
-             code: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Attack every batch (on ``crafter``, default the model itself), check, score, store the cell with
-    the ``code`` state that computed it (default: the current one). A patch attack's cell is scored
-    twice: on the full map and with the patch pixels excluded. Neither the model nor a surrogate may
-    change."""
-    attack = ATTACKS[cell.attack]
-    crafter = model if crafter is None else crafter
+             code: dict[str, Any] | None = None, crafted: dict[tuple[str, int], Crafted] | None = None
+             ) -> dict[str, Any]:
+    """Attack every batch (on ``crafter``, default the model itself, or as the cell's defense and eval
+    say: :func:`defended_models`), check, score, store the cell with the ``code`` state that computed it
+    (default: the current one). A patch attack's cell is scored twice: on the full map and with the
+    patch pixels excluded. Neither the model nor a surrogate may change.
+
+    Crafting that does not see a defense (undefended and oblivious cells) is seeded by the undefended
+    cell and kept in ``crafted``: the oblivious cells of every defense score the very inputs the
+    undefended cell was attacked with, and cost one defended forward pass each."""
+    scored, crafter = defended_models(cell, model, model if crafter is None else crafter, task)
     crafter_fingerprint = fingerprint if crafter is model else model_fingerprint(crafter)
     params = attack_params(cell)
     if universal is not None:
         params["universal"] = universal
+    craft_id = (cell if cell.eval == "adaptive" else cell.undefended()).id
     records, curves, adversarial, seconds = [], [], [], 0.0
     nopatch: dict[str, list] = {"adversarial": [], "clean": []}  # (scalars, curves) with the patch excluded
     for bi, b in enumerate(batches):
-        seed = seed_everything(suite.seed, cell.id, bi)
-        space = task.attack_space(b, cell.threat)
-        dense = task.attacked_model(crafter, space, b)
-        if getattr(attack, "black_box", False):  # its model queries are counted per image, within the budget
-            dense = QueryCounter(dense, space.initial(), cell.threat.queries)
-        t0 = time.perf_counter()
-        # `seed` reaches the attacks that take one (AutoAttack, APGD, FAB, Square): recorded per image
-        out = as_output(attack(dense, space.initial(), b.target, cell.threat, task,
-                               names=b.names, seed=seed, **params))
-        seconds += time.perf_counter() - t0
-        if isinstance(dense, QueryCounter):
-            out.info["queries"] = dense.per_image(out.u)  # what the row claims is what the model answered
-        rgb, depth = space.compose(out.u)
-        per_image = {**check_budget(b.names, b.rgb, b.depth, rgb, depth, cell.threat, out.mask), **out.info}
+        c = None if crafted is None else crafted.get((craft_id, bi))
+        if c is None:
+            c = craft(cell, crafter, task, b, seed_everything(suite.seed, craft_id, bi), params)
+            if crafted is not None and cell.eval != "adaptive":
+                crafted[(craft_id, bi)] = c
+            seconds += c.seconds
         if model_fingerprint(model) != fingerprint:
             raise ModelTampered(f"attack {cell.attack} changed the model's parameters or buffers")
         if crafter is not model and model_fingerprint(crafter) != crafter_fingerprint:
             raise ModelTampered(f"attack {cell.attack} changed the surrogate's parameters or buffers")
+        rgb, depth, per_image, mask, seed = c.rgb, c.depth, dict(c.per_image), c.mask, c.seed
+        seed_everything(suite.seed, cell.id, bi, "score")  # a randomized defense's draws when scored
         with torch.no_grad():
-            logits = task.forward(model, rgb, depth, b)
-        for i, (scores, image_curves) in enumerate(task.score(model, logits, b)):
+            logits = task.forward(scored, rgb, depth, b)
+            if scored is not model:  # the defense's own cost, on the clean batch
+                t0 = time.perf_counter()
+                scored.defense(b.rgb, b.depth)
+                per_image["defense_ms"] = torch.full((len(b.names),), 1000 * (time.perf_counter() - t0) / len(b.names))
+        for i, (scores, image_curves) in enumerate(task.score(scored, logits, b)):
             records.append({"image": b.names[i], "seed": seed, **scores,
                             **{k: float(v[i]) for k, v in per_image.items()}})
             curves.append(image_curves)
-        if out.mask is not None:
+        if mask is not None:
             if task.score_without_patch:  # the clean reference excludes the same pixels
                 with torch.no_grad():
-                    clean_logits = task.forward(model, b.rgb, b.depth, b)
-                nopatch["adversarial"] += task.score(model, logits, b, exclude=out.mask)
-                nopatch["clean"] += task.score(model, clean_logits, b, exclude=out.mask)
-            adversarial.append(_adversarial_arrays(b.names, rgb, depth, out.mask))
+                    clean_logits = task.forward(scored, b.rgb, b.depth, b)
+                nopatch["adversarial"] += task.score(scored, logits, b, exclude=mask)
+                nopatch["clean"] += task.score(scored, clean_logits, b, exclude=mask)
+            adversarial.append(_adversarial_arrays(b.names, rgb, depth, mask))
     metrics, extra = task.summarise(records, stack_curves(curves)), dict(extra or {})
     if nopatch["adversarial"]:
         for r, (scores, _), (clean, _) in zip(records, nopatch["adversarial"], nopatch["clean"]):
@@ -152,7 +205,7 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
         extra["clean_metrics_nopatch"] = task.summarise(clean, clean_curves)
     info = {k: float(np.mean([r[k] for r in records])) for k in INFO if records and k in records[0]}
     info.update({k: float(np.median([r[k] for r in records])) for k in MEDIAN_INFO if records and k in records[0]})
-    summary = {"id": cell.id, "cell": cell.spec(), "backend": attack.backend, "n_images": len(records),
+    summary = {"id": cell.id, "cell": cell.spec(), "backend": ATTACKS[cell.attack].backend, "n_images": len(records),
                "attack_seconds": round(seconds, 3), "metrics": metrics, "info": info,
                "code": code or code_state(), **extra}
     arrays = {k: np.concatenate([a[k] for a in adversarial]) for k in adversarial[0]} if adversarial else None
@@ -231,6 +284,12 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
     if len(cells) < len(suite.cells):
         skipped = ", ".join(c.attack for c in suite.cells if c not in cells)
         print(f"[bench] {dataset_name}: skipping cells meant for other datasets: {skipped}", file=sys.stderr)
+    if not hasattr(model, "adaptive_view"):
+        builtin = [c for c in cells if c.defense is None and c.eval == "adaptive"]
+        if builtin:
+            print(f"[bench] {resolved.name} has no built-in defense: skipping {len(builtin)} adaptive cells without "
+                  f"a defense (they equal the plain white-box cells)", file=sys.stderr)
+            cells = [c for c in cells if c not in builtin]
     suite = replace(suite, cells=[task.bind(c, dataset) for c in cells])
 
     n = len(dataset) if suite.limit is None else min(suite.limit, len(dataset))
@@ -260,6 +319,7 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
         all_batches = make_batches(task, model, samples, n, suite.batch_size, device)
         fingerprint = model_fingerprint(model)
         surrogates: dict[str, ResolvedModel] = {}
+        crafted: dict[tuple[str, int], Crafted] = {}  # undefended crafting, shared with the oblivious cells
         for cell in tqdm(todo, desc=f"bench {resolved.name}", unit="cell"):
             crafter, extra = model, {}
             if cell.surrogate is not None:
@@ -273,26 +333,28 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
                                              "surrogate_checkpoint_sha256": sur.checkpoint_sha256}
             universal = None
             if hasattr(ATTACKS[cell.attack], "fit"):
-                universal = fit_universal(cell, crafter, task, suite, store, cfg, dataset, model, device)
+                fit_on = defended_models(cell, model, crafter, task)[1]
+                fit_as = cell if cell.eval == "adaptive" else cell.undefended()  # oblivious: the undefended fit
+                universal = fit_universal(fit_as, fit_on, task, suite, store, cfg, dataset, model, device)
             cell_batches = (all_batches if cell.images is None or cell.images >= n
                             else make_batches(task, model, samples, cell.images, suite.batch_size, device))
-            run_cell(cell, model, task, cell_batches, suite, fingerprint, store, crafter, universal, extra, code)
+            run_cell(cell, model, task, cell_batches, suite, fingerprint, store, crafter, universal, extra, code, crafted)
 
     summaries = [store.summary(c.id) for c in suite.cells]
-    clean = next((c for c in suite.cells if c.attack == "none" and c.images is None), None)
-    clean_records = store.records(clean.id) if clean is not None else None
+    # each cell's clean reference: the clean cell behind the same defense
+    cleans = {c.defense_label: c for c in reversed(suite.cells) if c.attack == "none" and c.images is None}
     for cell, summary in zip(suite.cells, summaries):
-        if clean_records is None:
+        clean = cleans.get(cell.defense_label)
+        if clean is None:
             continue
+        clean_records = store.records(clean.id)
         summary["metrics"].update(task.against_clean(store.records(cell.id), clean_records))
-        if cell.images is not None and cell.images < n:
-            # a cell on the first k images is compared with the clean scores of those same images
-            curves = {k: c[:cell.images] for k, c in store.curves(clean.id).items()}
-            summary["clean_metrics"] = task.summarise(clean_records[:cell.images], curves)
+        k = n if cell.images is None else min(cell.images, n)  # a cell on the first k images: their clean scores
+        summary["clean_metrics"] = task.summarise(clean_records[:k], {c: v[:k] for c, v in store.curves(clean.id).items()})
     rows = leaderboard.rows(summaries, model=resolved.name, checkpoint=resolved.checkpoint, dataset=dataset_name,
                             model_args=cfg.model_args, seed=suite.seed, batch_size=suite.batch_size)
-    table = leaderboard.update(cfg.leaderboard_dir, task.name, rows)
-    plots.robustness_curves(rows, store.root / "robustness.png", title=f"{resolved.name} on {dataset_name}",
+    table = leaderboard.update(cfg.leaderboard_dir, task.name, rows, suite.leaderboard)
+    plots.robustness_curves(rows[rows.defense == "none"], store.root / "robustness.png", title=f"{resolved.name} on {dataset_name}",
                             metric=task.metrics[0])
     print(f"[bench] results: {store.root}\n[bench] leaderboard: {table}", file=sys.stderr)
     return store.root

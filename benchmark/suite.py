@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -12,12 +12,22 @@ from typing import Any
 import yaml
 
 from attacks import ATTACKS, ThreatModel
+from defenses import build_defense
 
 SUITES_DIR = Path(__file__).parent / "suites"
-EXPANDED = ("eps", "eps_depth", "modality", "surrogate")
+EXPANDED = ("eps", "eps_depth", "modality", "surrogate", "defense", "eval")
 CELL_KEYS = {"attack", "norm", "eps", "eps_depth", "modality", "steps", "rel_step", "queries", "surrogate", "images",
-             "datasets",
-             "params"}
+             "datasets", "params", "defense", "eval"}
+EVALS = ("oblivious", "adaptive")
+EOT_SAMPLES = 4  # default EOT draws of an adaptive attack on a randomized defense (a cell's params.eot)
+
+
+def defense_label(defense: dict[str, Any] | None) -> str:
+    """A cell's defense as a leaderboard row names it: ``jpeg(modality=rgb,quality=75)``, or ``none``."""
+    if defense is None:
+        return "none"
+    params = ",".join(f"{k}={v}" for k, v in sorted(defense.items()) if k != "name")
+    return f"{defense['name']}({params})"
 
 
 @dataclass(frozen=True)
@@ -31,12 +41,28 @@ class Cell:
     surrogate: str | None = None
     images: int | None = None  # only the first `images` test images (for slow black-box attacks)
     datasets: tuple[str, ...] | None = None  # only on these of the suite's datasets (default: all)
+    # a defense in front of the model: its registry name and every constructor argument, and how the
+    # attack treats it: "oblivious" (crafted on the undefended model) or "adaptive" (on model o defense,
+    # BPDA where it is not differentiable, EOT over params.eot draws where it is randomized). With no
+    # defense, "adaptive" attacks a model's built-in defense (D3Net's depth depurator) through its
+    # ``adaptive_view``.
+    defense: dict[str, Any] | None = None
+    eval: str | None = None
 
     def spec(self) -> dict[str, Any]:
         spec = {"attack": self.attack, **self.threat.to_dict(), "params": self.params}
         optional = {"surrogate": self.surrogate, "images": self.images,
-                    "datasets": list(self.datasets) if self.datasets else None}
+                    "datasets": list(self.datasets) if self.datasets else None,
+                    "defense": self.defense, "eval": self.eval}
         return {**spec, **{k: v for k, v in optional.items() if v is not None}}
+
+    @property
+    def defense_label(self) -> str:
+        return defense_label(self.defense)
+
+    def undefended(self) -> Cell:
+        """This cell without its defense: the one an oblivious attack crafts as."""
+        return replace(self, defense=None, eval=None)
 
     @property
     def id(self) -> str:
@@ -51,6 +77,7 @@ class Suite:
     seed: int
     cells: list[Cell]
     limit: int | None = None  # use only the first `limit` images (smoke tests)
+    leaderboard: str | None = None  # its rows go to leaderboards/<task>-<leaderboard>.csv (default: <task>.csv)
 
 
 def _number(v: Any) -> float:
@@ -58,6 +85,12 @@ def _number(v: Any) -> float:
         return float(Fraction(str(v)))
     except (ValueError, ZeroDivisionError) as e:
         raise ValueError(f"not a number or fraction: {v!r}") from e
+
+
+def fmt_eps(e: float) -> str:
+    """An eps as a suite writes it: ``8/255`` where it is a multiple of 1/255, else the number."""
+    f = Fraction(e).limit_denominator(255)
+    return "0" if e == 0 else (f"{f.numerator}/255" if f.denominator == 255 and abs(float(f) - e) < 1e-6 else f"{e:g}")
 
 
 def _expand(entry: dict[str, Any], where: str) -> list[Cell]:
@@ -68,6 +101,8 @@ def _expand(entry: dict[str, Any], where: str) -> list[Cell]:
     if name not in ATTACKS:
         raise ValueError(f"{where}: unknown attack {name!r}; see `python -m benchmark list attacks`")
     lists = {k: entry[k] if isinstance(entry[k], list) else [entry[k]] for k in EXPANDED if k in entry}
+    if "defense" in lists:  # a YAML alias of a list of defenses inside a list: [none, *all] reads [none, [...]]
+        lists["defense"] = [d for v in lists["defense"] for d in (v if isinstance(v, list) else [v])]
     cells = []
     for combo in itertools.product(*lists.values()) if lists else [()]:
         values = dict(zip(lists, combo))
@@ -79,9 +114,37 @@ def _expand(entry: dict[str, Any], where: str) -> list[Cell]:
         datasets = entry.get("datasets")
         if datasets is not None and (not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets)):
             raise ValueError(f"{where}: 'datasets' is a list of dataset names, got {datasets!r}")
-        cells.append(Cell(name, threat, dict(entry.get("params", {})), values.get("surrogate"), images,
-                          tuple(datasets) if datasets else None))
+        try:
+            defense, evaluation, params = _defense(name, values, dict(entry.get("params", {})))
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from e
+        cells.append(Cell(name, threat, params, values.get("surrogate"), images,
+                          tuple(datasets) if datasets else None, defense, evaluation))
     return cells
+
+
+def _defense(attack: str, values: dict[str, Any], params: dict[str, Any]
+             ) -> tuple[dict[str, Any] | None, str | None, dict[str, Any]]:
+    """A cell's defense (built once here, so an unknown name or param fails at load), its eval, and its
+    params with the EOT draws recorded where an adaptive attack meets a randomized defense."""
+    spec, evaluation = values.get("defense"), values.get("eval")
+    if evaluation is not None and evaluation not in EVALS:
+        raise ValueError(f"eval is one of {list(EVALS)}, not {evaluation!r}")
+    if spec in (None, "none"):
+        # no defense: oblivious is the plain white-box cell; adaptive attacks a built-in defense
+        return None, (None if attack == "none" or evaluation == "oblivious" else evaluation), params
+    spec = {"name": spec} if isinstance(spec, str) else dict(spec) if isinstance(spec, dict) else {}
+    if not isinstance(spec.get("name"), str):
+        raise ValueError(f"defense is a registry name or a mapping with a 'name', got {values.get('defense')!r}")
+    defense = build_defense(spec.pop("name"), **spec)
+    if attack == "none":  # the clean cell of a defense: nothing is crafted
+        evaluation = None
+    elif evaluation is None:
+        raise ValueError(f"a cell with defense {values['defense']!r} needs eval: oblivious or adaptive")
+    if evaluation == "adaptive" and defense.randomized:
+        params = {"eot": EOT_SAMPLES, **params}
+    return {"name": values["defense"] if isinstance(values["defense"], str) else values["defense"]["name"],
+            **defense.config()}, evaluation, params
 
 
 def _default_steps(name: str) -> int:
@@ -115,7 +178,8 @@ def load_suite(name_or_path: str) -> Suite:
         raise ValueError(f"{path}: invalid YAML: {e}") from e
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
         raise ValueError(f"{path}: expected a mapping with a 'cells' list")
-    cells = [c for i, e in enumerate(raw["cells"]) for c in _expand(e, f"{path}: cells[{i}]")]
+    expanded = [c for i, e in enumerate(raw["cells"]) for c in _expand(e, f"{path}: cells[{i}]")]
+    cells = list({c.id: c for c in expanded}.values())  # identical cells once (e.g. a clean cell listed per eval)
     datasets = raw.get("dataset", "synthetic")
     datasets = tuple(datasets) if isinstance(datasets, list) else (datasets,)
     if not datasets or not all(isinstance(d, str) for d in datasets):
@@ -123,8 +187,11 @@ def load_suite(name_or_path: str) -> Suite:
     for c in cells:
         if c.datasets and not set(c.datasets) <= set(datasets):
             raise ValueError(f"{path}: cell {c.attack} names datasets {list(c.datasets)} outside the suite's {list(datasets)}")
+    table = raw.get("leaderboard")
+    if table is not None and (not isinstance(table, str) or not table.isidentifier()):
+        raise ValueError(f"{path}: 'leaderboard' is a table name suffix (a word), got {table!r}")
     return Suite(name=path.stem, datasets=datasets, batch_size=int(raw.get("batch_size", 16)),
-                 seed=int(raw.get("seed", 0)), cells=cells, limit=raw.get("limit"))
+                 seed=int(raw.get("seed", 0)), cells=cells, limit=raw.get("limit"), leaderboard=table)
 
 
 def list_suites() -> list[str]:

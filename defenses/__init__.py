@@ -1,7 +1,51 @@
-"""Defense registry. Defenses (input transforms, depth filtering, patch defenses) arrive in a later
-issue; ``none`` is the undefended model every attack cell uses today."""
-from torch import nn
+"""Defense registry: one module per defense, one line here. ``build_defense(name, **params)`` builds one
+with the paper's (or library's) defaults for the params not given; see ``defenses/base.py`` for the
+contract and ``defenses/defended.py`` for the defended model an attack sees."""
+from __future__ import annotations
 
-DEFENSES: dict[str, type[nn.Module] | None] = {
-    "none": None,
+import inspect
+from typing import Any
+
+from .base import DEFENSE_MODALITIES, Defense, DefenseOutput
+from .bilateral import BilateralFilter
+from .bits import BitDepthReduction
+from .defended import DefendedModel, ExpectationOverTransformation
+from .depth_dropout import DepthDropout
+from .gaussian import GaussianBlur
+from .hole_fill import HoleFilling
+from .jpeg import JPEG
+from .median import MedianSmoothing
+from .resize_pad import RandomResizePad
+from .tvm import TotalVariationMinimization
+
+DEFENSES: dict[str, type[Defense] | None] = {
+    "none": None,  # the undefended model
+    # input transforms, on rgb, depth or both
+    "jpeg": JPEG,  # quality 75
+    "bits": BitDepthReduction,  # feature squeezing, 4 bits; on depth: depth quantisation
+    "median": MedianSmoothing,  # 3x3
+    "gaussian": GaussianBlur,  # sigma 1
+    "tvm": TotalVariationMinimization,  # randomized
+    "resize-pad": RandomResizePad,  # randomized
+    # depth defenses
+    "bilateral": BilateralFilter,  # on depth by default
+    "hole-fill": HoleFilling,
+    "depth-dropout": DepthDropout,  # blur or constant
 }
+
+
+def build_defense(name: str, **params: Any) -> Defense:
+    """The defense ``name`` with ``params``; an unknown name or a param it does not take is a ValueError
+    naming both."""
+    if name not in DEFENSES or DEFENSES[name] is None:
+        raise ValueError(f"unknown defense {name!r}; registered: {sorted(k for k in DEFENSES if k != 'none')}")
+    cls = DEFENSES[name]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(f"defense {name!r} takes {accepted}, not {unknown}")
+    return cls(**params)
+
+
+__all__ = ["DEFENSES", "DEFENSE_MODALITIES", "DefendedModel", "Defense", "DefenseOutput",
+           "ExpectationOverTransformation", "build_defense"]

@@ -16,7 +16,7 @@ resize library and mode) follows the official test loader the model names as ``i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +56,23 @@ def strip_prefix(sd: Mapping[str, Tensor], prefix: str = "module.") -> dict[str,
     if sd and all(k.startswith(prefix) for k in sd):
         return {k[len(prefix):]: v for k, v in sd.items()}
     return dict(sd)
+
+
+class ModelWrapper(nn.Module):
+    """Base of a module that is a view of ``model`` (a defended model, an adaptive view): it starts in
+    the model's train/eval mode, and the attributes it lacks (input size, loader, post-processing) are
+    the model's."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.train(model.training)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["model"], name)
 
 
 class SaliencyModel(nn.Module):

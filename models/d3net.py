@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import IMAGENET_MEAN, IMAGENET_STD, SaliencyModel, normalize, strip_prefix
+from models.base import IMAGENET_MEAN, IMAGENET_STD, ModelWrapper, SaliencyModel, normalize, strip_prefix
 from models.preprocessing import cv2_linear_uint8_nearest_depth
 
 VGG16_WIDTHS = (64, 128, 256, 512, 512)
@@ -278,6 +278,10 @@ class D3Net(SaliencyModel):
             use_rgbd[rows] = (rgbd_map - depth_map).abs().mean(dim=(1, 2, 3)) < DDU_THRESHOLD
         return use_rgbd
 
+    def adaptive_view(self) -> D3NetSoftGate:
+        """What an adaptive attacker differentiates: the DDU with a soft gate backward (BPDA)."""
+        return D3NetSoftGate(self)
+
     def postprocess(self, logits: Tensor, size: tuple[int, int], quantize: bool = True) -> Tensor:
         """Official output: sigmoid, bilinear resize to the GT size (cv2.INTER_LINEAR), then the uint8
         map floor(255 p) saved as PNG, returned here divided by 255. ``quantize=False`` skips the uint8
@@ -306,6 +310,34 @@ class D3Net(SaliencyModel):
                 getattr(self, attribute).load_state_dict(state_dicts[name], strict=True)
             except RuntimeError as e:
                 raise RuntimeError(f"{sources[name]}: does not match D3Net {name} ({e})") from e
+
+
+class D3NetSoftGate(ModelWrapper):
+    """D3Net as an adaptive attacker sees it. The hard DDU gives RgbNet's map a zero gradient with respect
+    to depth wherever it keeps RgbNet, so a depth attack that is oblivious to the gate stalls. Forward:
+    D3Net's exact output. Backward (BPDA, Athalye et al. 2018, with a differentiable approximation):
+    the gradient of a soft gate,
+
+        w = sigmoid((0.15 - mean |sigmoid(z_rgbd) - sigmoid(z_depth)|) / T),  z = w z_rgbd + (1 - w) z_rgb,
+
+    at network resolution, so the attack also reaches DepthNet and the branch choice itself.
+    """
+
+    def __init__(self, model: D3Net, temperature: float = 0.02):
+        super().__init__(model)
+        self.temperature = temperature
+
+    def forward(self, rgb: Tensor, depth: Tensor, gt_sizes: Sequence[tuple[int, int]] | None = None) -> Tensor:
+        m = self.model
+        rgb_in, rgbd_in, depth_in = m._subnet_inputs(rgb, depth)
+        rgb_logits, rgbd_logits, depth_logits = m.rgb_net(rgb_in), m.rgbd_net(rgbd_in), m.depth_net(depth_in)
+        with torch.no_grad():
+            use_rgbd = m.depth_depurator(rgbd_logits, depth_logits, gt_sizes).view(-1, 1, 1, 1)
+        hard = torch.where(use_rgbd, rgbd_logits, rgb_logits)
+        gap = (rgbd_logits.sigmoid() - depth_logits.sigmoid()).abs().mean(dim=(1, 2, 3))
+        w = torch.sigmoid((DDU_THRESHOLD - gap) / self.temperature).view(-1, 1, 1, 1)
+        soft = w * rgbd_logits + (1 - w) * rgb_logits
+        return soft + (hard - soft).detach()
 
 
 def d3net_tiny(input_size: int = 128) -> D3Net:

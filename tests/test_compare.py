@@ -7,7 +7,8 @@ from benchmark.leaderboard import KEY
 
 
 def _row(attack="pgd", eps=8 / 255, S=0.5, MAE=0.2, **key):
-    return {"model": "m", "checkpoint": "c", "model_args": "-", "dataset": "d", "n_images": 64, "attack": attack,
+    return {"model": "m", "checkpoint": "c", "model_args": "-", "dataset": "d", "n_images": 64, "defense": "none",
+            "eval": "-", "attack": attack,
             "modality": "rgbd", "norm": "linf", "eps": eps, "eps_depth": eps, "steps": 10, "rel_step": 0.25,
             "queries": float("nan"), "surrogate": "-", "surrogate_checkpoint": "-", "params": "-", "seed": 0,
             "batch_size": 16, "commit": "abc", "S": S, "MAE": MAE, **key}
@@ -28,7 +29,7 @@ def test_compare_flags_regression_beyond_tolerance_and_lists_row_changes():
 
 
 def test_table_from_before_a_key_column_existed_still_joins():
-    old = pd.DataFrame([_row()]).drop(columns=["queries", "surrogate", "params"])
+    old = pd.DataFrame([_row()]).drop(columns=["queries", "surrogate", "params", "defense", "eval"])
     report, regressed = compare({"saliency": old}, {"saliency": pd.DataFrame([_row(S=0.45)])})
     assert regressed and "1 common rows" in report and "added" not in report
 

@@ -29,6 +29,7 @@ from benchmark.data.labelled import LabelledBatch, make_labelled_batch
 from benchmark.metrics import CLASSIFICATION_METRICS
 from benchmark.suite import Cell
 from benchmark.tasks.saliency import ModelView
+from defenses import DefendedModel, Defense
 
 TOP_K = (1, 5, 10)
 
@@ -92,7 +93,11 @@ class ClassificationTask:
             model.set_classes(dataset.classnames, dataset.templates)
 
     def bind(self, cell: Cell, dataset: Any) -> Cell:
-        """The cell attacking ``dataset``'s query modality: rgbd (every input) becomes that modality."""
+        """The cell attacking ``dataset``'s query modality: rgbd (every input) becomes that modality. A
+        defense must act on that modality."""
+        if cell.defense is not None and cell.defense["modality"] not in (dataset.query, "rgbd"):
+            raise ValueError(f"cell {cell.attack} with defense {cell.defense_label}: the model's queries on "
+                             f"{dataset.name!r} are {dataset.query} images; it takes no {cell.defense['modality']}")
         modality = cell.threat.modality
         if modality == "rgbd":
             return replace(cell, threat=replace(cell.threat, modality=dataset.query))
@@ -100,6 +105,10 @@ class ClassificationTask:
             raise ValueError(f"cell {cell.attack} attacks {modality}, but the queries of dataset {dataset.name!r} "
                              f"are {dataset.query} images")
         return cell
+
+    def defended(self, model: nn.Module, defense: Defense, cell: Cell) -> nn.Module:
+        """The classifier behind ``defense``, which purifies its query (the bound cell's modality)."""
+        return DefendedModel(model, defense, query=cell.threat.modality)
 
     def attack_space(self, batch: LabelledBatch, threat: ThreatModel) -> AttackSpace:
         return AttackSpace(batch.rgb, batch.depth, threat)

@@ -28,6 +28,7 @@ from benchmark.data import Batch, Sample, make_batch
 from benchmark.metrics import saliency as sod
 from benchmark.metrics.masked import MaskedSODMetrics
 from benchmark.suite import Cell
+from defenses import DefendedModel, Defense
 
 
 class ModelView(nn.Module):
@@ -128,6 +129,10 @@ class SaliencyTask:
     def forward(self, model: nn.Module, rgb: Tensor, depth: Tensor, batch: Batch) -> Tensor:
         """The scored logits of ``batch``'s (possibly attacked) ``rgb`` and ``depth``."""
         return model(rgb, depth, **gt_size_kwargs(model, batch.gt_sizes))
+
+    def defended(self, model: nn.Module, defense: Defense, cell: Cell) -> nn.Module:
+        """``model`` behind ``defense``, itself a saliency model."""
+        return DefendedModel(model, defense)
 
     def attack_space(self, batch: Batch, threat: ThreatModel) -> AttackSpace:
         return AttackSpace(batch.rgb, batch.depth, threat)

@@ -1,0 +1,169 @@
+"""The defenses leaderboard (``<task>-defenses.md``, rendered from its CSV): for every defense, its
+clean score and its robust score under each attack, oblivious and adaptive side by side; across
+models, the mean and the min; gradient-masking flags; a plot of robust against clean score.
+
+Per (model, defense, attack setting), with m the task's first metric (S, top-1):
+
+    gap       = m(oblivious) - m(adaptive)          what an oblivious evaluation overstates
+    recovery  = (m(adaptive) - m(adv)) / (m(clean) - m(adv))
+                with m(adv), m(clean) the undefended model's: the share of the attack's damage the
+                defense undoes against an attacker who knows it (1: all, 0: none, < 0: it hurts)
+
+Across models, the mean and the min (as APDE-style reports do: a defense that helps one model and not
+another must not look good on average). Flags (Carlini et al. 2019, "On Evaluating Adversarial
+Robustness"; AutoAttack's checks) are computed on the adaptive cells the suite includes and are
+warnings, not errors:
+
+- ``iterative<=single``: PGD no stronger than FGSM at the same budget;
+- ``more-steps-weaker``: PGD with more steps weaker than with fewer;
+- ``unbounded>floor``: PGD at eps >= 0.5 (L-inf) leaves m above ``UNBOUNDED_FLOOR`` (S can reach ~0);
+- ``black-box>white-box``: a query attack stronger than PGD at the same budget;
+- ``transfer>white-box``: inputs crafted on another model stronger than adaptive PGD.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark import plots
+from benchmark.metrics import HIGHER_IS_BETTER
+from benchmark.suite import fmt_eps
+
+TOLERANCE = 0.01  # a flag needs the unexpected order by more than this
+UNBOUNDED_FLOOR = 0.2
+BLACK_BOX = ("art-square", "square", "zoo", "art-zoo", "art-hsj")
+SETTING = ["attack", "norm", "eps", "eps_depth", "modality", "steps", "surrogate"]
+GROUP = ["model", "checkpoint", "model_args", "dataset"]
+
+
+def defense_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per (model group, defense, attack setting): clean, undefended adv, oblivious, adaptive,
+    gap, recovery, defense ms per image. A model's built-in defense (D3Net's) is the defense
+    ``none (built-in)``: its oblivious number is the plain white-box cell."""
+    sign = 1 if HIGHER_IS_BETTER[metric] else -1
+    out = []
+    for key, g in table.groupby(GROUP, sort=True):
+        plain = g[(g.defense == "none") & (g["eval"] == "-")]
+        clean0 = plain[plain.attack == "none"][metric]
+        if clean0.empty:
+            continue
+        clean0 = clean0.iloc[0]
+        undefended = {tuple(r[SETTING]): r[metric] for _, r in plain[plain.attack != "none"].iterrows()}
+        for defense, d in g.groupby("defense", sort=True):
+            builtin = defense == "none"
+            if builtin and not (d["eval"] == "adaptive").any():
+                continue
+            clean = clean0 if builtin else d[d.attack == "none"][metric].mean()
+            attacked = d[d.attack != "none"]
+            for setting, s in attacked.groupby(SETTING, sort=True):
+                adv = undefended.get(tuple(setting), np.nan)
+                obl = s[s["eval"] == ("-" if builtin else "oblivious")][metric].mean()
+                adp = s[s["eval"] == "adaptive"][metric].mean()
+                if builtin and np.isnan(adp):
+                    continue
+                ms = s["defense_ms"].mean() if "defense_ms" in s else np.nan
+                out.append({**dict(zip(GROUP, key)), "defense": "none (built-in)" if builtin else defense,
+                            **dict(zip(SETTING, setting)), "clean": clean, "clean_drop": sign * (clean0 - clean),
+                            "undefended": adv, "oblivious": obl, "adaptive": adp, "gap": sign * (obl - adp),
+                            "recovery": (adp - adv) / (clean0 - adv) if clean0 != adv else np.nan, "ms": ms})
+    return pd.DataFrame(out)
+
+
+def masking_flags(table: pd.DataFrame, metric: str) -> dict[tuple, list[str]]:
+    """(model group..., defense) -> the masking flags its adaptive (undefended: plain) cells raise."""
+    sign = 1 if HIGHER_IS_BETTER[metric] else -1
+    flags: dict[tuple, list[str]] = {}
+    for key, g in table.groupby([*GROUP, "defense"], sort=True):
+        own = g[g["eval"] == ("-" if key[-1] == "none" else "adaptive")]
+        own = own[(own.surrogate == "-") & (own.norm == "linf")]
+
+        def score(attack: str, eps: float, steps: int | None = None) -> float:
+            rows = own[(own.attack == attack) & (own.modality == "rgbd") & np.isclose(own.eps, eps)]
+            rows = rows if steps is None else rows[rows.steps == steps]
+            return sign * rows[metric].mean() if len(rows) else np.nan
+
+        def worse(a: float, b: float) -> bool:  # a is weaker than b (scores higher), beyond the tolerance
+            return bool(a > b + TOLERANCE)
+
+        raised = []
+        pgd = own[(own.attack == "pgd") & (own.modality == "rgbd")]
+        bounded = sorted(set(np.round(pgd.eps[pgd.eps < 0.5], 6)))
+        if any(worse(score("pgd", e), score("fgsm", e)) for e in bounded):
+            raised.append("iterative<=single")
+        for e in bounded:
+            steps = sorted(pgd[np.isclose(pgd.eps, e)].steps.unique())
+            if any(worse(score("pgd", e, b), score("pgd", e, a)) for a, b in zip(steps, steps[1:])):
+                raised.append("more-steps-weaker")
+                break
+        if any(sign * score("pgd", e) > UNBOUNDED_FLOOR for e in sorted(set(pgd.eps[pgd.eps >= 0.5]))):
+            raised.append("unbounded>floor")
+        for attack in BLACK_BOX:
+            if any(worse(score("pgd", e), score(attack, e)) for e in bounded):
+                raised.append("black-box>white-box")
+                break
+        moved = g[(g.surrogate != "-") & (g.modality == "rgbd") & (g.norm == "linf")]
+        if any(worse(score("pgd", r.eps), sign * r[metric]) for _, r in moved.iterrows()):
+            raised.append("transfer>white-box")
+        flags[key] = raised
+    return flags
+
+
+def _f(v: float, digits: int = 3) -> str:
+    return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _setting(r: pd.Series) -> str:
+    via = f" from {r.surrogate}" if r.surrogate != "-" else ""
+    return f"{r.attack}-{int(r.steps)} {r.norm} {fmt_eps(r.eps)} {r.modality}{via}"
+
+
+def headline(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the headline setting: white-box PGD on rgbd at the bounded budget most defenses have."""
+    pgd = rows[(rows.attack == "pgd") & (rows.modality == "rgbd") & (rows.surrogate == "-") & (rows.eps < 0.5)]
+    if pgd.empty:
+        return pgd
+    best = pgd.groupby(["eps", "steps"]).defense.nunique().sort_index().idxmax()
+    return pgd[(pgd.eps == best[0]) & (pgd.steps == best[1])]
+
+
+def render(table: pd.DataFrame, task: str, metric: str, plot: Path) -> str:
+    """The Markdown report; also writes ``plot`` (robust against clean score per defense)."""
+    rows = defense_rows(table, metric)
+    flags = masking_flags(table, metric)
+    lines = [f"`{metric}` throughout. **adaptive** is the headline: the attack sees model o defense (exact "
+             "gradients, BPDA through non-differentiable steps, EOT over randomized ones); **oblivious** inputs are "
+             "crafted on the undefended model. `gap` = oblivious - adaptive (what an oblivious evaluation overstates); "
+             "`recovery` = (adaptive - undefended adv) / (undefended clean - undefended adv); `ms`: the defense's "
+             f"time per image. Flags (warnings, tolerance {TOLERANCE}) are defined in `benchmark/defense_report.py`.\n"]
+    if rows.empty:
+        return "\n".join(lines)
+    top = headline(rows)
+    if not top.empty:
+        lines.append(f"![robust vs clean]({plot.name})\n")
+        plots.defense_tradeoff(top, plot, metric, title=_setting(top.iloc[0]))
+    lines.append("## Across models: mean / min\n")
+    lines += ["| defense | setting | models | clean | adaptive | oblivious | gap | recovery |", "|" + "---|" * 8]
+    agg = rows.groupby(["defense", *SETTING], sort=True)
+    for (defense, *_), g in agg:
+        r = g.iloc[0]
+        lines.append(f"| {defense} | {_setting(r)} | {g.model.nunique()} | {_f(g.clean.mean())} / {_f(g.clean.min())} "
+                     f"| {_f(g.adaptive.mean())} / {_f(g.adaptive.min())} | {_f(g.oblivious.mean())} "
+                     f"| {_f(g.gap.mean())} | {_f(g.recovery.mean(), 2)} / {_f(g.recovery.min(), 2)} |")
+    lines.append("")
+    for key, g in rows.groupby(GROUP, sort=True):
+        model, ckpt, _, dataset = key
+        commits = table[(table[GROUP] == pd.Series(dict(zip(GROUP, key)))).all(axis=1)].commit.unique()
+        at = f", computed at `{commits[0]}`" if len(commits) == 1 else ""
+        lines.append(f"## {model} ({ckpt}) on {dataset}{at}\n")
+        raised = {d: flags.get((*key, d), []) for d in sorted(set(table[(table.model == model)].defense))}
+        flagged = [f"`{d}`: {', '.join(f)}" for d, f in raised.items() if f]
+        lines.append("Masking flags: " + ("; ".join(flagged) if flagged else "none") + ".\n")
+        lines += ["| defense | setting | clean | clean drop | undefended | oblivious | adaptive | gap | recovery | ms |",
+                  "|" + "---|" * 10]
+        for _, r in g.iterrows():
+            lines.append(f"| {r.defense} | {_setting(r)} | {_f(r.clean)} | {_f(r.clean_drop)} | {_f(r.undefended)} "
+                         f"| {_f(r.oblivious)} | **{_f(r.adaptive)}** | {_f(r.gap)} | {_f(r.recovery, 2)} | {_f(r.ms, 1)} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,179 @@
+"""Defenses: the contract (shape, range, untouched modality), BPDA and EOT, parity with ART where a
+defense is ours, the defended model, and bad suite input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from art.defences.preprocessor import SpatialSmoothing
+
+from benchmark.suite import load_suite
+from defenses import DEFENSES, DefendedModel, ExpectationOverTransformation, build_defense
+
+NAMES = [n for n in DEFENSES if n != "none"]
+
+
+def _inputs(n: int = 2, size: int = 24, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, 3, size, size, generator=g, dtype=dtype), torch.rand(n, 1, size, size, generator=g, dtype=dtype)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_defense_keeps_shape_dtype_range_and_the_other_modality(name):
+    d = build_defense(name)
+    rgb, depth = _inputs(dtype=torch.float64)
+    torch.manual_seed(0)
+    out = d(rgb, depth)
+    for x, y in ((rgb, out.rgb), (depth, out.depth)):
+        assert y.shape == x.shape and y.dtype == x.dtype and y.device == x.device
+        assert y.min() >= 0 and y.max() <= 1
+    changed = {m for m, x, y in (("rgb", rgb, out.rgb), ("depth", depth, out.depth)) if not torch.equal(x, y)}
+    assert changed == ({"rgb", "depth"} if d.modality == "rgbd" else {d.modality}), changed
+    # a rectangle shaped input (the resize attack view) and a missing modality (a classifier's query)
+    assert d(*(_inputs(size=17)[0], None) if d.acts_on("rgb") else (None, _inputs(size=17)[1])) is not None
+
+
+@pytest.mark.parametrize("name", ["jpeg", "bits", "tvm"])
+def test_bpda_gives_the_identity_gradient_through_a_non_differentiable_defense(name):
+    d = build_defense(name, modality="rgbd")
+    assert not d.differentiable
+    rgb, depth = (x.requires_grad_() for x in _inputs())
+    out = d(rgb, depth)
+    exact = d.purify(rgb.detach())
+    assert torch.allclose(out.rgb, exact.to(rgb.dtype), atol=1e-6) if not d.randomized else out.rgb.shape == exact.shape
+    w = torch.randn_like(out.rgb)
+    (out.rgb * w).sum().backward()
+    assert torch.equal(rgb.grad, w)  # BPDA with the identity: d out / d x = I
+
+
+def test_median_matches_arts_spatial_smoothing_and_has_an_exact_gradient():
+    rgb, _ = _inputs(n=2, size=20, dtype=torch.float64)
+    for window in (3, 5):
+        ours = build_defense("median", window=window).purify(rgb)
+        art, _ = SpatialSmoothing(window_size=window, channels_first=True)(rgb.numpy())
+        np.testing.assert_allclose(ours.numpy(), art, atol=1e-12)
+    x = rgb.clone().requires_grad_()
+    build_defense("median").purify(x).sum().backward()
+    assert x.grad.sum().item() == pytest.approx(x.numel())  # each output selects one input pixel
+    assert (x.grad > 0).float().mean() < 1  # ... so some pixels are never selected
+
+
+def test_jpeg_rounds_before_coding_and_bits_quantise():
+    rgb, depth = _inputs(dtype=torch.float64)
+    on_grid = torch.round(rgb * 255) / 255
+    assert torch.equal(build_defense("jpeg").purify(rgb), build_defense("jpeg").purify(on_grid))
+    q = build_defense("bits", bits=3, modality="depth").purify(depth)
+    assert torch.equal(q, torch.round(depth * 7) / 7)
+
+
+def test_depth_defenses_refuse_rgb_and_unknown_params_name_the_defense():
+    with pytest.raises(ValueError, match="HoleFilling acts on"):
+        build_defense("hole-fill", modality="rgb")
+    with pytest.raises(ValueError, match=r"defense 'jpeg' takes \['quality', 'modality'\], not \['bits'\]"):
+        build_defense("jpeg", bits=3)
+    with pytest.raises(ValueError, match="unknown defense 'jpg'"):
+        build_defense("jpg")
+
+
+def test_hole_filling_fills_missing_pixels_and_spikes_from_their_neighbours():
+    depth = torch.full((1, 1, 9, 9), 0.5, dtype=torch.float64)
+    depth[0, 0, 4, 4] = 0.0  # missing
+    depth[0, 0, 2, 6] = 0.95  # an adversarial spike
+    out = build_defense("hole-fill").purify(depth)
+    assert torch.allclose(out, torch.full_like(depth, 0.5))
+
+
+def test_eot_averages_the_draws_of_a_randomized_defense_with_a_fixed_seed(toy_model, toy_batch):
+    d = build_defense("resize-pad", shrink=0.3)
+    assert d.randomized
+    defended = DefendedModel(toy_model, d)
+    b = toy_batch
+    torch.manual_seed(1)
+    draws = [defended(b.rgb, b.depth) for _ in range(4)]
+    assert not torch.equal(draws[0], draws[1])  # the draws differ
+    torch.manual_seed(1)
+    eot = ExpectationOverTransformation(defended, 4)(b.rgb, b.depth)
+    assert torch.allclose(eot, torch.stack(draws).mean(0), atol=1e-6)
+    torch.manual_seed(1)
+    assert torch.equal(ExpectationOverTransformation(defended, 4)(b.rgb, b.depth), eot)
+
+
+def test_resize_pad_restores_a_dense_prediction_to_the_input_geometry():
+    d = build_defense("resize-pad", shrink=0.25, modality="rgbd")
+    rgb, _ = _inputs(n=3, size=32)
+    ramp = torch.linspace(0, 1, 32)
+    depth = (ramp[:, None] * ramp[None, :]).expand(3, 1, 32, 32).contiguous()  # smooth: resizing keeps it
+    torch.manual_seed(0)
+    out = d(rgb, depth)
+    assert (out.rgb == 0).any()  # padded
+    back = out.restore(out.depth)  # what a model that echoes its depth input would predict
+    assert back.shape == depth.shape
+    assert (back - depth).abs().mean() < 0.5 * (out.depth - depth).abs().mean()
+
+
+def test_defended_model_is_a_model(toy_model, toy_batch):
+    defended = DefendedModel(toy_model, build_defense("median", modality="rgbd"))
+    assert defended.input_size == toy_model.input_size and not defended.training
+    assert not defended.defense.training
+    expected = toy_model(build_defense("median").purify(toy_batch.rgb), build_defense("median", modality="depth")
+                         .purify(toy_batch.depth))
+    assert torch.allclose(defended(toy_batch.rgb, toy_batch.depth), expected)
+
+
+def _suite(tmp_path, cell: str):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"dataset: synthetic\ncells:\n  - {{attack: none}}\n  - {cell}\n")
+    return load_suite(str(path))
+
+
+def test_suite_expands_defenses_and_evals_and_records_eot(tmp_path):
+    s = _suite(tmp_path, "{attack: pgd, eps: 8/255, defense: [none, jpeg, {name: resize-pad, shrink: 0.2}], "
+                         "eval: [oblivious, adaptive]}")
+    labels = [(c.defense_label, c.eval, c.params.get("eot")) for c in s.cells[1:]]
+    assert labels == [("none", None, None), ("none", "adaptive", None),
+                      ("jpeg(modality=rgb,quality=75)", "oblivious", None),
+                      ("jpeg(modality=rgb,quality=75)", "adaptive", None),
+                      ("resize-pad(modality=rgbd,shrink=0.2)", "oblivious", None),
+                      ("resize-pad(modality=rgbd,shrink=0.2)", "adaptive", 4)]
+    assert s.cells[1].id == _suite(tmp_path, "{attack: pgd, eps: 8/255}").cells[1].id  # today's cells keep their ids
+
+
+@pytest.mark.parametrize("cell, message", [
+    ("{attack: pgd, defense: jpg, eval: adaptive}", r"cells\[1\]: unknown defense 'jpg'"),
+    ("{attack: pgd, defense: {name: median, size: 3}, eval: adaptive}", r"cells\[1\]: defense 'median' takes"),
+    ("{attack: pgd, defense: median}", r"cells\[1\]: a cell with defense 'median' needs eval"),
+    ("{attack: pgd, defense: median, eval: white-box}", r"cells\[1\]: eval is one of"),
+])
+def test_bad_defense_cells_fail_at_suite_load_naming_the_cell(tmp_path, cell, message):
+    with pytest.raises(ValueError, match=message):
+        _suite(tmp_path, cell)
+
+
+def test_d3net_adaptive_view_reaches_depth_where_the_gate_keeps_rgbnet(monkeypatch):
+    import models.d3net as d3net
+
+    torch.manual_seed(0)
+    model = d3net.d3net_tiny(input_size=64).eval().requires_grad_(False)
+    rgb, depth = _inputs(n=2, size=64)
+    with torch.no_grad():
+        rgb_in, rgbd_in, depth_in = model._subnet_inputs(rgb, depth)
+        gap = (model.rgbd_net(rgbd_in).sigmoid() - model.depth_net(depth_in).sigmoid()).abs().mean((1, 2, 3))
+    monkeypatch.setattr(d3net, "DDU_THRESHOLD", float(gap.min()) - 0.01)  # the gate keeps RgbNet for both
+    grads = []
+    for view in (model, model.adaptive_view()):
+        x = depth.clone().requires_grad_()
+        out = view(rgb, x)
+        out.sum().backward()
+        grads.append(x.grad.abs().sum())
+    assert torch.allclose(model(rgb, depth), model.adaptive_view()(rgb, depth), atol=1e-6)  # same forward
+    assert grads[0] == 0 < grads[1]  # oblivious to the gate: no depth gradient; adaptive: through the soft gate
+
+
+def test_a_defense_on_a_modality_the_classifier_lacks_fails_naming_the_cell(tmp_path):
+    from types import SimpleNamespace
+
+    from benchmark.tasks import ClassificationTask
+
+    cell = _suite(tmp_path, "{attack: pgd, defense: {name: median, modality: depth}, eval: adaptive}").cells[1]
+    with pytest.raises(ValueError, match=r"cell pgd with defense median\(modality=depth,window=3\): .* takes no depth"):
+        ClassificationTask().bind(cell, SimpleNamespace(name="shapes", query="rgb"))
