@@ -35,7 +35,8 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from benchmark.zoo import CACHE, TRAINERS
+    from benchmark.training import TRAINERS
+    from benchmark.zoo import CACHE
     from models import TINY_VARIANT
 
     name = TINY_VARIANT.get(a.model, a.model)

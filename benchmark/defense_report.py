@@ -71,6 +71,23 @@ def defense_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def trained_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Each adversarially trained variant (``<base>-at``, no input defense) against its base model, per
+    setting both were scored on (the clean cell included)."""
+    plain = table[(table.defense == "none") & (table["eval"] == "-")]
+    out = []
+    for (model, dataset), g in plain.groupby(["model", "dataset"], sort=True):
+        base = plain[(plain.model == model.removesuffix("-at")) & (plain.dataset == dataset)]
+        if not model.endswith("-at") or base.empty:
+            continue
+        for setting, s in g.groupby(SETTING, sort=True):
+            b = base[(base[SETTING] == pd.Series(dict(zip(SETTING, setting)))).all(axis=1)]
+            if len(b):
+                out.append({"model": model, "base": base.model.iloc[0], "dataset": dataset, **dict(zip(SETTING, setting)),
+                            "base_score": b[metric].mean(), "trained": s[metric].mean()})
+    return pd.DataFrame(out)
+
+
 def masking_flags(table: pd.DataFrame, metric: str) -> dict[tuple, list[str]]:
     """(model group..., defense) -> the masking flags its adaptive (undefended: plain) cells raise."""
     sign = 1 if HIGHER_IS_BETTER[metric] else -1
@@ -81,7 +98,7 @@ def masking_flags(table: pd.DataFrame, metric: str) -> dict[tuple, list[str]]:
 
         def score(attack: str, eps: float, steps: int | None = None) -> float:
             rows = own[(own.attack == attack) & (own.modality == "rgbd") & np.isclose(own.eps, eps)]
-            rows = rows if steps is None else rows[rows.steps == steps]
+            rows = rows[rows.steps == (rows.steps.max() if steps is None else steps)]  # default: the most steps
             return sign * rows[metric].mean() if len(rows) else np.nan
 
         def worse(a: float, b: float) -> bool:  # a is weaker than b (scores higher), beyond the tolerance
@@ -89,7 +106,7 @@ def masking_flags(table: pd.DataFrame, metric: str) -> dict[tuple, list[str]]:
 
         raised = []
         pgd = own[(own.attack == "pgd") & (own.modality == "rgbd")]
-        bounded = sorted(set(np.round(pgd.eps[pgd.eps < 0.5], 6)))
+        bounded = sorted(pgd.eps[pgd.eps < 0.5].unique())
         if any(worse(score("pgd", e), score("fgsm", e)) for e in bounded):
             raised.append("iterative<=single")
         for e in bounded:
@@ -97,7 +114,7 @@ def masking_flags(table: pd.DataFrame, metric: str) -> dict[tuple, list[str]]:
             if any(worse(score("pgd", e, b), score("pgd", e, a)) for a, b in zip(steps, steps[1:])):
                 raised.append("more-steps-weaker")
                 break
-        if any(sign * score("pgd", e) > UNBOUNDED_FLOOR for e in sorted(set(pgd.eps[pgd.eps >= 0.5]))):
+        if any(sign * score("pgd", e) > UNBOUNDED_FLOOR for e in pgd.eps[pgd.eps >= 0.5].unique()):
             raised.append("unbounded>floor")
         for attack in BLACK_BOX:
             if any(worse(score("pgd", e), score(attack, e)) for e in bounded):
@@ -116,7 +133,8 @@ def _f(v: float, digits: int = 3) -> str:
 
 def _setting(r: pd.Series) -> str:
     via = f" from {r.surrogate}" if r.surrogate != "-" else ""
-    return f"{r.attack}-{int(r.steps)} {r.norm} {fmt_eps(r.eps)} {r.modality}{via}"
+    steps = f"-{int(r.steps)}" if r.steps > 1 else ""
+    return f"{r.attack}{steps} {r.norm} {fmt_eps(r.eps)} {r.modality}{via}"
 
 
 def headline(rows: pd.DataFrame) -> pd.DataFrame:
@@ -144,14 +162,24 @@ def render(table: pd.DataFrame, task: str, metric: str, plot: Path) -> str:
         lines.append(f"![robust vs clean]({plot.name})\n")
         plots.defense_tradeoff(top, plot, metric, title=_setting(top.iloc[0]))
     lines.append("## Across models: mean / min\n")
+    lines.append("Over the models without adversarial training (those are compared with their base below).\n")
     lines += ["| defense | setting | models | clean | adaptive | oblivious | gap | recovery |", "|" + "---|" * 8]
-    agg = rows.groupby(["defense", *SETTING], sort=True)
+    agg = rows[~rows.model.str.endswith("-at")].groupby(["defense", *SETTING], sort=True)
     for (defense, *_), g in agg:
         r = g.iloc[0]
         lines.append(f"| {defense} | {_setting(r)} | {g.model.nunique()} | {_f(g.clean.mean())} / {_f(g.clean.min())} "
                      f"| {_f(g.adaptive.mean())} / {_f(g.adaptive.min())} | {_f(g.oblivious.mean())} "
                      f"| {_f(g.gap.mean())} | {_f(g.recovery.mean(), 2)} / {_f(g.recovery.min(), 2)} |")
     lines.append("")
+    trained = trained_rows(table, metric)
+    if not trained.empty:
+        lines += ["## Adversarially trained variants against their base\n",
+                  "| model | base | dataset | setting | base | trained | change |", "|" + "---|" * 7]
+        for _, r in trained.iterrows():
+            setting = "clean" if r.attack == "none" else _setting(r)
+            lines.append(f"| {r.model} | {r.base} | {r.dataset} | {setting} | {_f(r.base_score)} | **{_f(r.trained)}** "
+                         f"| {r.trained - r.base_score:+.3f} |")
+        lines.append("")
     for key, g in rows.groupby(GROUP, sort=True):
         model, ckpt, _, dataset = key
         commits = table[(table[GROUP] == pd.Series(dict(zip(GROUP, key)))).all(axis=1)].commit.unique()

@@ -6,25 +6,14 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
 from benchmark.provenance import sha256_file, sha256_json
-from benchmark.train import RECIPES, train
-from benchmark.train_clip import RECIPES as CLIP_RECIPES
-from benchmark.train_clip import train_clip
-from benchmark.train_rgbd_clip import RECIPES as RGBD_CLIP_RECIPES
-from benchmark.train_rgbd_clip import train_rgbd_clip
+from benchmark.training import TRAINERS
 from models import MODELS, TINY_VARIANT, build_model
 from models.base import load_state_dict_file
-
-# variant -> (recipe, trainer): what `make bench` trains on first use and `make train` trains
-TRAINERS: dict[str, tuple[Any, Callable[..., dict[str, float]]]] = {
-    **{name: (recipe, train) for name, recipe in RECIPES.items()},
-    **{name: (recipe, train_clip) for name, recipe in CLIP_RECIPES.items()},
-    **{name: (recipe, train_rgbd_clip) for name, recipe in RGBD_CLIP_RECIPES.items()},
-}
 
 CACHE = Path("results/checkpoints")
 

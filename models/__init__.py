@@ -23,6 +23,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "jldcf-tiny": jldcf_tiny,
     "bbsnet-tiny": bbsnet_tiny,
     "d3net-tiny": d3net_tiny,
+    "jldcf-tiny-at": jldcf_tiny,  # the tiny variants adversarially fine-tuned (PGD-AT, benchmark/training)
+    "bbsnet-tiny-at": bbsnet_tiny,
+    "d3net-tiny-at": d3net_tiny,
     "clip": CLIPZeroShot,  # any open_clip architecture: arch=ViT-B-32 (or config=<open_clip JSON>)
     "clip-tiny": clip_tiny,  # models/configs/clip-tiny.json, trained on the embedded captioned shapes
     "rgbd-clip": RGBDCLIP,  # RGB and depth encoders, ITC + ITM; query=rgb|depth

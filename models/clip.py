@@ -100,7 +100,7 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 def clip_tiny(**kwargs) -> CLIPZeroShot:
     """clip-tiny (``configs/clip-tiny.json``): open_clip's modified ResNet (one bottleneck per stage,
     attention pooling) on 32x32 images with a small text transformer, trained on the embedded captioned
-    shapes by ``benchmark.train_clip``. 8.3M parameters, 6.3M of them the text token embedding."""
+    shapes by ``benchmark.training.clip``. 8.3M parameters, 6.3M of them the text token embedding."""
     if "clip-tiny" not in open_clip.list_models():
         open_clip.add_model_config(CONFIG_DIR)
     return CLIPZeroShot("clip-tiny", **kwargs)

@@ -56,7 +56,7 @@ def toy_batch():
 @pytest.fixture(scope="session")
 def trained_tiny(tmp_path_factory) -> Path:
     """jldcf-tiny trained briefly with our own trainer: good enough that attacks have something to break."""
-    from benchmark.train import Recipe, train
+    from benchmark.training.saliency import Recipe, train
 
     out = tmp_path_factory.mktemp("ckpt") / "jldcf-tiny.pt"
     scores = train("jldcf-tiny", out, Recipe(epochs=4, train_images=160))

@@ -7,9 +7,9 @@ import open_clip
 import pytest
 import torch
 
-import benchmark.train_clip as train_clip_module
+import benchmark.training.clip as train_clip_module
 from benchmark.data.shapes import CLASSES, CaptionedShapes
-from benchmark.train_clip import RECIPES, CLIPRecipe, train_clip
+from benchmark.training.clip import RECIPES, CLIPRecipe, train_clip
 from models.clip import clip_tiny
 
 SHORT = CLIPRecipe(epochs=1, batch_size=64, train_images=256)

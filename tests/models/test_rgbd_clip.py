@@ -8,7 +8,7 @@ import torch
 
 from benchmark.data import SyntheticRGBD, make_batch
 from benchmark.tasks import ClassificationTask
-from benchmark.train_rgbd_clip import (RECIPES, RGBDCLIPRecipe, augment, evaluate_rgbd_clip, hard_negatives,
+from benchmark.training.rgbd_clip import (RECIPES, RGBDCLIPRecipe, augment, evaluate_rgbd_clip, hard_negatives,
                                        recall_at, rgbd_clip_loss, train_rgbd_clip)
 from models.rgbd_clip import RGBDCLIP
 

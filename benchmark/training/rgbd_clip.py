@@ -26,7 +26,7 @@ from tqdm import tqdm
 from benchmark.data import SyntheticRGBD, make_batch
 from benchmark.data.synthetic import GENERATOR_VERSION
 from benchmark.results import save_trained
-from benchmark.train import HashedRecipe
+from benchmark.training.recipe import HashedRecipe
 from models.rgbd_clip import RGBDCLIP
 
 SHIFT = 6  # largest augmentation shift in pixels at the model's input size

@@ -25,7 +25,7 @@ from benchmark.data.labelled import CaptionRetrieval
 from benchmark.data.shapes import CLASSES, GENERATOR_VERSION, CaptionedShapes
 from benchmark.results import save_trained
 from benchmark.tasks.classification import rank_of_label
-from benchmark.train import HashedRecipe
+from benchmark.training.recipe import HashedRecipe
 from models.base import normalize
 from models.clip import CLIPZeroShot, clip_tiny
 

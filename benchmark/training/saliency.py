@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,19 +19,10 @@ from tqdm import tqdm
 
 from benchmark.data import SyntheticRGBD, make_batch
 from benchmark.data.synthetic import GENERATOR_VERSION
-from benchmark.provenance import sha256_json
 from benchmark.results import save_trained
 from benchmark.tasks import SaliencyTask
+from benchmark.training.recipe import HashedRecipe
 from models import SaliencyModel, build_model
-
-
-class HashedRecipe:
-    """Base of the frozen training-recipe dataclasses: ``id`` hashes every field, so a cached checkpoint
-    is found again only for the same recipe."""
-
-    @property
-    def id(self) -> str:
-        return sha256_json(asdict(self))[:8]
 
 
 @dataclass(frozen=True)
@@ -70,29 +62,34 @@ def evaluate(model: SaliencyModel, split: str = "test", batch_size: int = 16) ->
     return task.summarise(list(scalars), {k: np.array([c[k] for c in curves]) for k in curves[0]})
 
 
-def train(name: str, out: Path, recipe: Recipe | None = None, device: str = "cpu") -> dict[str, float]:
-    """Train ``name`` from scratch, save its state_dict to ``out`` and return its clean test scores."""
-    recipe = recipe or RECIPES[name]
-    torch.manual_seed(recipe.seed)
-    np.random.seed(recipe.seed)
-    model = build_model(name).to(device)
+Perturb = Callable[[SaliencyModel, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+def fit(model: SaliencyModel, recipe: Recipe, name: str, perturb: Perturb | None = None, device: str = "cpu") -> None:
+    """The training loop of the saliency models: ``recipe.epochs`` over the synthetic train split with the
+    loss above. ``perturb(model, rgb, depth, y)`` (adversarial training) replaces each batch's inputs; it is
+    called with the model in eval mode (BatchNorm's running statistics), the update then runs in train mode.
+    The caller seeds torch (a model's initialisation comes first)."""
+    model.to(device)
     ds = SyntheticRGBD("train", n=recipe.train_images)
     samples = [ds[i] for i in range(len(ds))]
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     steps = recipe.epochs * (len(samples) // recipe.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=steps, pct_start=0.15)
     rng = np.random.default_rng(recipe.seed)
-    start = time.time()
     with tqdm(total=steps, desc=f"train {name}", unit="step") as bar:
         for _ in range(recipe.epochs):
             order = rng.permutation(len(samples))
-            model.train()
             for k in range(len(samples) // recipe.batch_size):
                 b = make_batch([samples[i] for i in order[k * recipe.batch_size:(k + 1) * recipe.batch_size]],
                                model.input_size).to(device)
                 rgb, depth, y = b.rgb, b.depth, b.target
                 if rng.random() < 0.5:
                     rgb, depth, y = rgb.flip(-1), depth.flip(-1), y.flip(-1)
+                if perturb is not None:
+                    model.eval()
+                    rgb, depth = perturb(model, rgb, depth, y)
+                model.train()
                 loss = _loss(model.training_outputs(rgb, depth), y)
                 opt.zero_grad()
                 loss.backward()
@@ -100,7 +97,17 @@ def train(name: str, out: Path, recipe: Recipe | None = None, device: str = "cpu
                 sched.step()
                 bar.update()
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.cpu()
+    model.cpu().eval()
+
+
+def train(name: str, out: Path, recipe: Recipe | None = None, device: str = "cpu") -> dict[str, float]:
+    """Train ``name`` from scratch, save its state_dict to ``out`` and return its clean test scores."""
+    recipe = recipe or RECIPES[name]
+    start = time.time()
+    torch.manual_seed(recipe.seed)
+    np.random.seed(recipe.seed)
+    model = build_model(name)
+    fit(model, recipe, name, device=device)
     scores = evaluate(model)
     save_trained(out, model.state_dict(),
                  {"model": name, "recipe": asdict(recipe), "seconds": round(time.time() - start, 1), "test": scores})

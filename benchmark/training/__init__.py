@@ -1,0 +1,24 @@
+"""Training-time code in one home: the trainers of the embedded variants (one loop per model family)
+and the recipes that `make bench` trains and caches on first use. Adding a variant is a recipe here.
+
+    variant -> (recipe, trainer)
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .adversarial import RECIPES as ADVERSARIAL_RECIPES
+from .adversarial import train_adversarial
+from .clip import RECIPES as CLIP_RECIPES
+from .clip import train_clip
+from .rgbd_clip import RECIPES as RGBD_CLIP_RECIPES
+from .rgbd_clip import train_rgbd_clip
+from .saliency import RECIPES as SALIENCY_RECIPES
+from .saliency import train
+
+TRAINERS: dict[str, tuple[Any, Callable[..., dict[str, float]]]] = {
+    **{name: (recipe, train) for name, recipe in SALIENCY_RECIPES.items()},
+    **{name: (recipe, train_adversarial) for name, recipe in ADVERSARIAL_RECIPES.items()},  # PGD-AT
+    **{name: (recipe, train_clip) for name, recipe in CLIP_RECIPES.items()},
+    **{name: (recipe, train_rgbd_clip) for name, recipe in RGBD_CLIP_RECIPES.items()},
+}

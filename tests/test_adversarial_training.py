@@ -1,0 +1,47 @@
+"""PGD adversarial fine-tuning (benchmark/training/adversarial.py): the inner maximisation keeps the
+budget and raises the loss; a short fine-tuning saves a changed model with its provenance. How much
+robustness the shipped recipe buys is measured by `make defenses`, not here."""
+import json
+from dataclasses import replace
+
+import torch
+
+from attacks import ThreatModel
+from benchmark.data import SyntheticRGBD, make_batch
+from benchmark.training import TRAINERS
+from benchmark.training.adversarial import RECIPES, pgd_perturbation, train_adversarial
+from benchmark.training.saliency import _loss
+from benchmark.zoo import resolve_model
+
+
+def test_every_tiny_saliency_variant_has_an_adversarially_trained_recipe():
+    assert {"jldcf-tiny-at", "bbsnet-tiny-at", "d3net-tiny-at"} <= set(TRAINERS)
+    recipe = RECIPES["jldcf-tiny-at"]
+    assert recipe.base == "jldcf-tiny" and recipe.id != replace(recipe, base_recipe="other").id
+
+
+def test_inner_maximisation_keeps_the_budget_and_raises_the_loss(trained_tiny):
+    model = resolve_model("jldcf-tiny", str(trained_tiny)).model.eval().requires_grad_(False)
+    ds = SyntheticRGBD("train")
+    b = make_batch([ds[i] for i in range(8)], model.input_size)
+    torch.manual_seed(0)
+    rgb, depth = pgd_perturbation(ThreatModel(eps=4 / 255, eps_depth=8 / 255, steps=3, rel_step=0.5))(
+        model, b.rgb, b.depth, b.target)
+    assert (rgb - b.rgb).abs().max() <= 4 / 255 + 1e-6 and (depth - b.depth).abs().max() <= 8 / 255 + 1e-6
+    noise = [(x + eps * torch.randn_like(x).sign()).clamp(0, 1) for x, eps in ((b.rgb, 4 / 255), (b.depth, 8 / 255))]
+    with torch.no_grad():
+        clean, adversarial, noisy = (_loss(model.training_outputs(r, d), b.target)
+                                     for r, d in ((b.rgb, b.depth), (rgb, depth), noise))
+    assert adversarial - clean > 5 * (noisy - clean).abs() + 0.1, (clean, adversarial, noisy)
+
+
+def test_short_fine_tuning_saves_a_changed_model_with_its_base(trained_tiny, tmp_path):
+    base = resolve_model("jldcf-tiny", str(trained_tiny))
+    recipe = replace(RECIPES["jldcf-tiny-at"], epochs=1, train_images=16, steps=1)
+    out = tmp_path / "jldcf-tiny-at.pt"
+    scores = train_adversarial("jldcf-tiny-at", out, recipe, base=base)
+    assert 0 < scores["S"] <= 1
+    tuned = torch.load(out, weights_only=True)
+    assert any(not torch.equal(tuned[k], v) for k, v in base.model.state_dict().items())
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["base_checkpoint"] == base.checkpoint_sha256 and sidecar["recipe"]["steps"] == 1

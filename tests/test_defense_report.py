@@ -1,0 +1,58 @@
+"""The defenses report on a hand-made table: gap, recovery and each masking flag against known values."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.defense_report import defense_rows, masking_flags, render, trained_rows
+
+
+def _row(model, attack, S, defense="none", evaluation="-", eps=8 / 255, steps=20, surrogate="-"):
+    clean = attack == "none"
+    return dict(model=model, checkpoint="c", model_args="-", dataset="d", defense=defense, eval=evaluation,
+                attack=attack, norm="linf", eps=0.0 if clean else eps, eps_depth=0.0 if clean else eps,
+                modality="-" if clean else "rgbd", steps=1 if clean else steps, surrogate=surrogate, S=S,
+                commit="abc", defense_ms=np.nan if defense == "none" else 2.0)
+
+
+def _table(**adaptive):
+    """Undefended m: clean 0.9, PGD-20 0.4. jpeg: clean 0.88, oblivious 0.8, adaptive as given."""
+    s = {"pgd": 0.45, "fgsm": 0.6, "pgd10": 0.5, "unbounded": 0.05, "square": 0.7, "transfer": 0.7, **adaptive}
+    return pd.DataFrame([
+        _row("m", "none", 0.9), _row("m", "pgd", 0.4), _row("m", "fgsm", 0.5, steps=1),
+        _row("m", "none", 0.88, "jpeg"), _row("m", "pgd", 0.8, "jpeg", "oblivious"),
+        _row("m", "pgd", s["pgd"], "jpeg", "adaptive"), _row("m", "fgsm", s["fgsm"], "jpeg", "adaptive", steps=1),
+        _row("m", "pgd", s["pgd10"], "jpeg", "adaptive", steps=10),
+        _row("m", "pgd", s["unbounded"], "jpeg", "adaptive", eps=1.0, steps=10),
+        _row("m", "art-square", s["square"], "jpeg", "adaptive"),
+        _row("m", "pgd", s["transfer"], "jpeg", "oblivious", surrogate="other"),
+        _row("m-at", "none", 0.85), _row("m-at", "pgd", 0.6)])
+
+
+def test_gap_and_recovery_against_the_undefended_model():
+    rows = defense_rows(_table(), "S")
+    pgd = rows[(rows.attack == "pgd") & (rows.steps == 20) & (rows.surrogate == "-")].iloc[0]
+    assert pgd.gap == pytest.approx(0.35) and pgd.recovery == pytest.approx(0.1) and pgd.clean_drop == pytest.approx(0.02)
+    assert pgd.ms == 2.0
+
+
+def test_a_sound_evaluation_raises_no_flag():
+    assert masking_flags(_table(), "S")[("m", "c", "-", "d", "jpeg")] == []
+
+
+@pytest.mark.parametrize("adaptive, flag", [
+    ({"fgsm": 0.3}, "iterative<=single"),
+    ({"pgd10": 0.3}, "more-steps-weaker"),
+    ({"unbounded": 0.5}, "unbounded>floor"),
+    ({"square": 0.3}, "black-box>white-box"),
+    ({"transfer": 0.3}, "transfer>white-box"),
+])
+def test_each_masking_flag(adaptive, flag):
+    assert masking_flags(_table(**adaptive), "S")[("m", "c", "-", "d", "jpeg")] == [flag]
+
+
+def test_adversarially_trained_variant_is_compared_with_its_base(tmp_path):
+    trained = trained_rows(_table(), "S")
+    assert trained[["attack", "base_score", "trained"]].values.tolist() == [["none", 0.9, 0.85], ["pgd", 0.4, 0.6]]
+    md = render(_table(fgsm=0.3), "saliency", "S", tmp_path / "d.png")
+    assert "| m-at | m | d | pgd-20 linf 8/255 rgbd | 0.400 | **0.600** | +0.200 |" in md
+    assert "Masking flags: `jpeg`: iterative<=single." in md and (tmp_path / "d.png").is_file()
