@@ -28,6 +28,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "d3net-tiny-at": d3net_tiny,
     "clip": CLIPZeroShot,  # any open_clip architecture: arch=ViT-B-32 (or config=<open_clip JSON>)
     "clip-tiny": clip_tiny,  # models/configs/clip-tiny.json, trained on the embedded captioned shapes
+    "clip-tiny-tecoa": clip_tiny,  # clip-tiny's image tower adversarially fine-tuned (TeCoA, benchmark/training)
     "rgbd-clip": RGBDCLIP,  # RGB and depth encoders, ITC + ITM; query=rgb|depth
 }
 

@@ -45,3 +45,18 @@ def test_short_fine_tuning_saves_a_changed_model_with_its_base(trained_tiny, tmp
     assert any(not torch.equal(tuned[k], v) for k, v in base.model.state_dict().items())
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["base_checkpoint"] == base.checkpoint_sha256 and sidecar["recipe"]["steps"] == 1
+
+
+def test_tecoa_fine_tunes_the_image_tower_only_and_loads_as_clip_tiny_tecoa(trained_clip_tiny, tmp_path):
+    from benchmark.training.adversarial import TECOA_RECIPES, train_tecoa
+
+    base = resolve_model("clip-tiny", str(trained_clip_tiny))
+    recipe = replace(TECOA_RECIPES["clip-tiny-tecoa"], epochs=1, train_images=128, batch_size=64, steps=1)
+    out = tmp_path / "clip-tiny-tecoa.pt"
+    scores = train_tecoa("clip-tiny-tecoa", out, recipe, base=base)
+    assert 0 <= scores["top1"] <= 1
+    before, after = base.model.model.state_dict(), torch.load(out, weights_only=True)
+    changed = {k.split(".")[0] for k, v in after.items() if not torch.equal(v, before[k])}
+    assert changed == {"visual"}, changed  # the text tower (and the logit scale) stay frozen
+    tuned = resolve_model("clip-tiny-tecoa", str(out))
+    assert tuned.name == "clip-tiny-tecoa" and tuned.model.task == "classification"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .adversarial import RECIPES as ADVERSARIAL_RECIPES
-from .adversarial import train_adversarial
+from .adversarial import TECOA_RECIPES, train_adversarial, train_tecoa
 from .clip import RECIPES as CLIP_RECIPES
 from .clip import train_clip
 from .rgbd_clip import RECIPES as RGBD_CLIP_RECIPES
@@ -20,5 +20,6 @@ TRAINERS: dict[str, tuple[Any, Callable[..., dict[str, float]]]] = {
     **{name: (recipe, train) for name, recipe in SALIENCY_RECIPES.items()},
     **{name: (recipe, train_adversarial) for name, recipe in ADVERSARIAL_RECIPES.items()},  # PGD-AT
     **{name: (recipe, train_clip) for name, recipe in CLIP_RECIPES.items()},
+    **{name: (recipe, train_tecoa) for name, recipe in TECOA_RECIPES.items()},  # TeCoA
     **{name: (recipe, train_rgbd_clip) for name, recipe in RGBD_CLIP_RECIPES.items()},
 }

@@ -1,12 +1,12 @@
-"""Adversarial fine-tuning of a trained saliency variant into a defended one (``jldcf-tiny-at``, ...):
+"""Adversarial fine-tuning of a trained variant into a defended one. Saliency (``jldcf-tiny-at``, ...):
 PGD adversarial training (Madry, Makelov, Schmidt, Tsipras, Vladu, ICLR 2018),
 
     min_theta E_(x, y) [ max_{||delta_rgb||_inf <= eps, ||delta_depth||_inf <= eps} L(f_theta(x + delta), y) ],
 
 with L the saliency training loss (``training/saliency.py``). The inner maximisation is the benchmark's
 own PGD (the ``pgd`` attack of the registry, on the saliency task's attack space and objective), so a
-model is trained against the attack it is scored with. Fine-tuning starts from the base variant's
-cached checkpoint (trained first if missing).
+model is trained against the attack it is scored with. clip-tiny (``clip-tiny-tecoa``): TeCoA, below.
+Fine-tuning starts from the base variant's cached checkpoint (trained first if missing).
 """
 from __future__ import annotations
 
@@ -17,14 +17,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+from tqdm import tqdm
 
 from attacks import ATTACKS, AttackSpace, ThreatModel
+from benchmark.data.shapes import CLASSES, CaptionedShapes
+from benchmark.data.shapes import GENERATOR_VERSION as SHAPES_VERSION
 from benchmark.results import save_trained
+from benchmark.tasks.classification import ClassificationTask, ClassifierView
 from benchmark.tasks.saliency import AttackSpaceModel, SaliencyTask
+from benchmark.training.clip import RECIPES as CLIP_RECIPES
+from benchmark.training.clip import evaluate as evaluate_clip
+from benchmark.training.clip import shape_images
+from benchmark.training.recipe import HashedRecipe
 from benchmark.training.saliency import RECIPES as BASE_RECIPES
 from benchmark.training.saliency import Recipe, evaluate, fit
 from models import SaliencyModel, build_model
+from models.clip import clip_tiny
 
 if TYPE_CHECKING:
     from benchmark.zoo import ResolvedModel
@@ -80,4 +90,75 @@ def train_adversarial(name: str, out: Path, recipe: AdversarialRecipe | None = N
     save_trained(out, model.state_dict(), {"model": name, "recipe": asdict(recipe), "base_checkpoint":
                                            base.checkpoint_sha256, "seconds": round(time.time() - start, 1),
                                            "test": scores})
+    return scores
+
+
+@dataclass(frozen=True)
+class TeCoARecipe(HashedRecipe):
+    """Text-guided contrastive adversarial fine-tuning of clip-tiny's image tower (Mao, Geng, Yang, Wang,
+    Vondrick, ICLR 2023, "Understanding Zero-Shot Adversarial Robustness for Large-Scale Models"):
+    min_theta E max_{||delta||_inf <= eps} CE(s <f_theta(x + delta), t_c>_c, y) with the class prompt
+    embeddings t_c of the frozen text tower, so the adversarial images stay matched to their class text."""
+
+    base: str = "clip-tiny"
+    base_recipe: str = ""
+    epochs: int = 4
+    batch_size: int = 128
+    lr: float = 5e-4
+    eps: float = 2 / 255
+    steps: int = 2
+    rel_step: float = 0.75
+    seed: int = 0
+    train_images: int = 6000
+    data_version: int = SHAPES_VERSION
+
+
+TECOA_RECIPES = {"clip-tiny-tecoa": TeCoARecipe(base_recipe=CLIP_RECIPES["clip-tiny"].id)}
+
+
+def train_tecoa(name: str, out: Path, recipe: TeCoARecipe | None = None, device: str = "cpu",
+                base: ResolvedModel | None = None) -> dict[str, float]:
+    """Fine-tune the image tower of ``base`` (default: clip-tiny, cached next to ``out``) with TeCoA on the
+    captioned shapes' class labels; save the open_clip state_dict to ``out``; return its clean scores."""
+    from benchmark.zoo import resolve_model
+
+    recipe = recipe or TECOA_RECIPES[name]
+    start = time.time()
+    base = base or resolve_model(recipe.base, cache=out.parent)
+    torch.manual_seed(recipe.seed)
+    np.random.seed(recipe.seed)
+    wrapper = clip_tiny()
+    wrapper.model.load_state_dict(base.model.model.state_dict())
+    wrapper.set_classes(CLASSES)  # the frozen text side: one prompt embedding per class
+    wrapper.to(device).requires_grad_(False)
+    wrapper.model.visual.requires_grad_(True)
+    x, _, labels = shape_images(CaptionedShapes("train", n=recipe.train_images))
+    threat = ThreatModel(eps=recipe.eps, modality="rgb", steps=recipe.steps, rel_step=recipe.rel_step)
+    task, attack = ClassificationTask(), ATTACKS["pgd"]
+    opt = torch.optim.AdamW(wrapper.model.visual.parameters(), lr=recipe.lr, weight_decay=0.0)
+    per_epoch = len(x) // recipe.batch_size
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs * per_epoch)
+    rng = np.random.default_rng(recipe.seed)
+    with tqdm(total=recipe.epochs * per_epoch, desc=f"train {name}", unit="step") as bar:
+        for _ in range(recipe.epochs):
+            order = torch.from_numpy(rng.permutation(len(x)))
+            for k in range(per_epoch):
+                idx = order[k * recipe.batch_size:(k + 1) * recipe.batch_size]
+                images, y = x[idx].to(device), labels[idx].to(device)
+                wrapper.eval()
+                space = AttackSpace(images, None, threat)
+                adversarial, _ = space.compose(attack(ClassifierView(wrapper, space), space.initial(), y, threat, task))
+                wrapper.train()
+                loss = F.cross_entropy(wrapper(adversarial), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                bar.update()
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+    wrapper.cpu().eval()
+    scores = evaluate_clip(wrapper)
+    save_trained(out, wrapper.model.state_dict(), {"model": name, "recipe": asdict(recipe), "base_checkpoint":
+                                                   base.checkpoint_sha256, "seconds": round(time.time() - start, 1),
+                                                   "test": scores})
     return scores

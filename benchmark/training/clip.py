@@ -49,7 +49,7 @@ class CLIPRecipe(HashedRecipe):
 RECIPES = {"clip-tiny": CLIPRecipe()}
 
 
-def _images(ds: CaptionedShapes) -> tuple[Tensor, list[str], Tensor]:
+def shape_images(ds: CaptionedShapes) -> tuple[Tensor, list[str], Tensor]:
     """All of ``ds`` as images (N,3,S,S) in [0,1], captions and labels."""
     items = [ds[i] for i in range(len(ds))]
     x = torch.from_numpy(np.stack([it.rgb for it in items])).permute(0, 3, 1, 2).float() / 255
@@ -74,7 +74,7 @@ def evaluate(model: CLIPZeroShot, split: str = "test") -> dict[str, float]:
     """Zero-shot top-1/top-5 over CLASSES (default prompt templates) and image->caption R@1/R@5 over the
     split's distinct captions (as the ``shapes-captions`` benchmark dataset scores it)."""
     model.eval()
-    x, _, labels = _images(CaptionedShapes(split))
+    x, _, labels = shape_images(CaptionedShapes(split))
     captions = CaptionRetrieval(CaptionedShapes(split))
     model.set_classes(captions.classnames, ["{}"])
     own = torch.tensor(captions.labels)
@@ -98,7 +98,7 @@ def train_clip(name: str, out: Path, recipe: CLIPRecipe, device: str = "cpu") ->
     np.random.seed(recipe.seed)
     wrapper = clip_tiny().to(device)
     model = wrapper.model
-    x, captions, _ = _images(CaptionedShapes("train", n=recipe.train_images))
+    x, captions, _ = shape_images(CaptionedShapes("train", n=recipe.train_images))
     tokens = wrapper.tokenizer(captions)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]  # gains, biases, class token, logit_scale
