@@ -30,7 +30,7 @@ from benchmark.tasks.saliency import AttackSpaceModel, SaliencyTask
 from benchmark.training.clip import RECIPES as CLIP_RECIPES
 from benchmark.training.clip import evaluate as evaluate_clip
 from benchmark.training.clip import shape_images
-from benchmark.training.recipe import HashedRecipe
+from benchmark.training.recipe import HashedRecipe, descend
 from benchmark.training.saliency import RECIPES as BASE_RECIPES
 from benchmark.training.saliency import Recipe, evaluate, fit
 from models import SaliencyModel, build_model
@@ -150,12 +150,7 @@ def train_tecoa(name: str, out: Path, recipe: TeCoARecipe | None = None, device:
                 adversarial, _ = space.compose(attack(ClassifierView(wrapper, space), space.initial(), y, threat, task))
                 wrapper.train()
                 loss = F.cross_entropy(wrapper(adversarial), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                bar.update()
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                descend(opt, sched, loss, bar)
     wrapper.cpu().eval()
     scores = evaluate_clip(wrapper)
     save_trained(out, wrapper.model.state_dict(), {"model": name, "recipe": asdict(recipe), "base_checkpoint":

@@ -21,7 +21,7 @@ from benchmark.data import SyntheticRGBD, make_batch
 from benchmark.data.synthetic import GENERATOR_VERSION
 from benchmark.results import save_trained
 from benchmark.tasks import SaliencyTask
-from benchmark.training.recipe import HashedRecipe
+from benchmark.training.recipe import HashedRecipe, descend
 from models import SaliencyModel, build_model
 
 
@@ -91,12 +91,7 @@ def fit(model: SaliencyModel, recipe: Recipe, name: str, perturb: Perturb | None
                     rgb, depth = perturb(model, rgb, depth, y)
                 model.train()
                 loss = _loss(model.training_outputs(rgb, depth), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                bar.update()
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                descend(opt, sched, loss, bar)
     model.cpu().eval()
 
 
