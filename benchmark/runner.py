@@ -341,16 +341,20 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
             run_cell(cell, model, task, cell_batches, suite, fingerprint, store, crafter, universal, extra, code, crafted)
 
     summaries = [store.summary(c.id) for c in suite.cells]
-    # each cell's clean reference: the clean cell behind the same defense
-    cleans = {c.defense_label: c for c in reversed(suite.cells) if c.attack == "none" and c.images is None}
+    # each cell's clean reference: the clean cell behind the same defense (the one on the most images)
+    cleans: dict[str, Cell] = {}
+    for c in (c for c in suite.cells if c.attack == "none"):
+        kept = cleans.get(c.defense_label)
+        if kept is None or (kept.images or n) < (c.images or n):
+            cleans[c.defense_label] = c
     for cell, summary in zip(suite.cells, summaries):
         clean = cleans.get(cell.defense_label)
-        if clean is None:
+        k = min(cell.images or n, n)  # a cell on the first k images: their clean scores
+        if clean is None or (clean.images or n) < k:
             continue
-        clean_records = store.records(clean.id)
+        clean_records = store.records(clean.id)[:k]
         summary["metrics"].update(task.against_clean(store.records(cell.id), clean_records))
-        k = n if cell.images is None else min(cell.images, n)  # a cell on the first k images: their clean scores
-        summary["clean_metrics"] = task.summarise(clean_records[:k], {c: v[:k] for c, v in store.curves(clean.id).items()})
+        summary["clean_metrics"] = task.summarise(clean_records, {c: v[:k] for c, v in store.curves(clean.id).items()})
     rows = leaderboard.rows(summaries, model=resolved.name, checkpoint=resolved.checkpoint, dataset=dataset_name,
                             model_args=cfg.model_args, seed=suite.seed, batch_size=suite.batch_size)
     table = leaderboard.update(cfg.leaderboard_dir, task.name, rows, suite.leaderboard)
