@@ -88,7 +88,8 @@ def defended_models(cell: Cell, model: torch.nn.Module, crafter: torch.nn.Module
     """(scored, crafting) models of a cell: the one scored is ``model`` behind the cell's defense; the
     attack crafts on ``crafter`` as it is (no eval, or oblivious), or adaptive: on its ``adaptive_view``
     (a built-in defense made differentiable) behind the same defense, whose non-differentiable parts
-    backpropagate through BPDA, averaged over ``params.eot`` draws where the defense is randomized."""
+    backpropagate through BPDA, averaged over ``params.eot`` draws where the defense is randomized (the
+    suite sets it, except for black-box attacks: each of their queries is one draw, and counts as one)."""
     defense = None
     if cell.defense is not None:
         defense = build_defense(cell.defense["name"], **{k: v for k, v in cell.defense.items() if k != "name"})
@@ -99,7 +100,9 @@ def defended_models(cell: Cell, model: torch.nn.Module, crafter: torch.nn.Module
     if defense is None:
         return scored, view
     view = task.defended(view, defense, cell)
-    return scored, ExpectationOverTransformation(view, int(cell.params["eot"])) if defense.randomized else view
+    if "eot" not in cell.params:  # deterministic, or a black-box attack, whose every query is one draw
+        return scored, view
+    return scored, ExpectationOverTransformation(view, int(cell.params["eot"]))
 
 
 def _adversarial_arrays(names: list[str], rgb: Tensor | None, depth: Tensor | None,

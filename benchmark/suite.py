@@ -61,8 +61,8 @@ class Cell:
         return defense_label(self.defense)
 
     def undefended(self) -> Cell:
-        """This cell without its defense: the one an oblivious attack crafts as."""
-        return replace(self, defense=None, eval=None)
+        """This cell without its defense (and its EOT draws): the one an oblivious attack crafts as."""
+        return replace(self, defense=None, eval=None, params={k: v for k, v in self.params.items() if k != "eot"})
 
     @property
     def id(self) -> str:
@@ -141,8 +141,8 @@ def _defense(attack: str, values: dict[str, Any], params: dict[str, Any]
         evaluation = None
     elif evaluation is None:
         raise ValueError(f"a cell with defense {values['defense']!r} needs eval: oblivious or adaptive")
-    if evaluation == "adaptive" and defense.randomized:
-        params = {"eot": EOT_SAMPLES, **params}
+    if evaluation == "adaptive" and defense.randomized and not getattr(ATTACKS[attack], "black_box", False):
+        params = {"eot": EOT_SAMPLES, **params}  # a black-box attack's queries each see one draw
     return {"name": values["defense"] if isinstance(values["defense"], str) else values["defense"]["name"],
             **defense.config()}, evaluation, params
 

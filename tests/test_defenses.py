@@ -136,6 +136,10 @@ def test_suite_expands_defenses_and_evals_and_records_eot(tmp_path):
                       ("resize-pad(modality=rgbd,shrink=0.2)", "oblivious", None),
                       ("resize-pad(modality=rgbd,shrink=0.2)", "adaptive", 4)]
     assert s.cells[1].id == _suite(tmp_path, "{attack: pgd, eps: 8/255}").cells[1].id  # today's cells keep their ids
+    square = _suite(tmp_path, "{attack: art-square, eps: 8/255, defense: resize-pad, eval: adaptive}").cells[1]
+    assert "eot" not in square.params  # a black-box attack's every query sees one draw
+    tvm = _suite(tmp_path, "{attack: pgd, eps: 8/255, defense: tvm, eval: oblivious, params: {eot: 2}}").cells[1]
+    assert tvm.undefended().id == s.cells[1].id  # an oblivious cell crafts as the undefended one
 
 
 @pytest.mark.parametrize("cell, message", [
