@@ -162,7 +162,7 @@ def transfer_matrix(table: pd.DataFrame, metric: str = "S") -> dict[str, pd.Data
     return out
 
 
-def _write_transfer(directory: Path, name: str, task: str, table: pd.DataFrame) -> None:
+def _write_transfer(directory: Path, table_name: str, task: str, table: pd.DataFrame) -> None:
     metric = METRICS[task][0]
     matrices = transfer_matrix(table, metric)
     if not matrices:
@@ -174,8 +174,8 @@ def _write_transfer(directory: Path, name: str, task: str, table: pd.DataFrame) 
                   "|" + "---|" * (len(m.columns) + 1)]
         lines += ["| " + " | ".join([str(sur), *(_fmt(metric, v) for v in r)]) + " |" for sur, r in m.iterrows()]
         lines.append("")
-    atomic_write_text(directory / f"{name}-transfer.md", "\n".join(lines))
-    plots.transfer_heatmaps(matrices, directory / f"{name}-transfer.png", metric)
+    atomic_write_text(directory / f"{table_name}-transfer.md", "\n".join(lines))
+    plots.transfer_heatmaps(matrices, directory / f"{table_name}-transfer.png", metric)
 
 
 def _replaced(old: pd.DataFrame, new: pd.DataFrame) -> list[bool]:
