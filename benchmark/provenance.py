@@ -37,8 +37,9 @@ def git_state() -> dict[str, str | bool | None]:
     if state["dirty"]:
         h = hashlib.sha256(diff.encode())
         for name in sorted(filter(None, untracked.split("\0"))):
-            h.update(name.encode())
-            h.update(sha256_file(REPO / name).encode())
+            path = REPO / name
+            h.update(name.encode())  # a symlink (e.g. to a shared venv folder) by its target, a file by content
+            h.update((str(path.readlink()) if path.is_symlink() else sha256_file(path)).encode())
         state["diff_sha256"] = h.hexdigest()
     return state
 
