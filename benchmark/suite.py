@@ -136,15 +136,15 @@ def _defense(attack: str, values: dict[str, Any], params: dict[str, Any]
     spec = {"name": spec} if isinstance(spec, str) else dict(spec) if isinstance(spec, dict) else {}
     if not isinstance(spec.get("name"), str):
         raise ValueError(f"defense is a registry name or a mapping with a 'name', got {values.get('defense')!r}")
-    defense = build_defense(spec.pop("name"), **spec)
+    name = spec.pop("name")
+    defense = build_defense(name, **spec)
     if attack == "none":  # the clean cell of a defense: nothing is crafted
         evaluation = None
     elif evaluation is None:
-        raise ValueError(f"a cell with defense {values['defense']!r} needs eval: oblivious or adaptive")
+        raise ValueError(f"a cell with defense {name!r} needs eval: oblivious or adaptive")
     if evaluation == "adaptive" and defense.randomized and not getattr(ATTACKS[attack], "black_box", False):
         params = {"eot": EOT_SAMPLES, **params}  # a black-box attack's queries each see one draw
-    return {"name": values["defense"] if isinstance(values["defense"], str) else values["defense"]["name"],
-            **defense.config()}, evaluation, params
+    return {"name": name, **defense.config()}, evaluation, params
 
 
 def _default_steps(name: str) -> int:
