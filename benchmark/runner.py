@@ -158,8 +158,9 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
     patch pixels excluded. Neither the model nor a surrogate may change.
 
     Crafting that does not see a defense (undefended and oblivious cells) is seeded by the undefended
-    cell and kept in ``crafted``: the oblivious cells of every defense score the very inputs the
-    undefended cell was attacked with, and cost one defended forward pass each."""
+    cell and kept in ``crafted`` (one such cell's at a time, so the runner runs them in a row): the
+    oblivious cells of every defense score the very inputs the undefended cell was attacked with, and
+    cost one defended forward pass each."""
     scored, crafter = defended_models(cell, model, model if crafter is None else crafter, task)
     crafter_fingerprint = fingerprint if crafter is model else model_fingerprint(crafter)
     params = attack_params(cell)
@@ -168,6 +169,9 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
     craft_id = (cell if cell.eval == "adaptive" else cell.undefended()).id
     records, curves, adversarial, seconds = [], [], [], 0.0
     nopatch: dict[str, list] = {"adversarial": [], "clean": []}  # (scalars, curves) with the patch excluded
+    if crafted is not None and cell.eval != "adaptive":  # keep one cell's crafting at a time
+        for key in [k for k in crafted if k[0] != craft_id]:
+            del crafted[key]
     for bi, b in enumerate(batches):
         c = None if crafted is None else crafted.get((craft_id, bi))
         if c is None:
@@ -315,6 +319,8 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
         print(f"[bench] {len(stale)} finished cells were computed by other code (commit, uncommitted changes or "
               f"library versions): recomputing them (--reuse-cells keeps them)", file=sys.stderr)
     todo = [c for c in suite.cells if not store.is_done(c.id) or (c in stale and not cfg.reuse_cells)]
+    # the oblivious cells of each attack right after one another, sharing its crafting (see run_cell)
+    todo.sort(key=lambda c: (c if c.eval == "adaptive" else c.undefended()).id)
     done = len(suite.cells) - len(todo)
     print(f"[bench] {run_id}: {len(suite.cells)} cells, {done} already done, {n} images", file=sys.stderr)
     if todo:
