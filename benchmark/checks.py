@@ -66,6 +66,21 @@ def _region_excess(changed: Tensor, threat: ThreatModel, mask: Tensor | None) ->
     return torch.maximum(outside, mask.flatten(1).sum(1) - threat.eps * area)
 
 
+def _excess(n: dict[str, Tensor], changed: Tensor, threat: ThreatModel, mask: Tensor | None,
+            scored: list[str]) -> Tensor:
+    """Per image, how far the perturbation of the ``scored`` modalities exceeds the budget (> 0 is a
+    violation): L-inf per modality, the joint rescaled L2 ball, or the l0 / patch region."""
+    if not scored:
+        return torch.zeros(changed.shape[0], device=changed.device)
+    if threat.norm == "linf":
+        return torch.stack([n[f"linf_{m}"] - threat.budget(m) for m in scored]).amax(0)
+    if not threat.pixel_norm:
+        return _region_excess(changed, threat, mask)
+    e = threat.space_eps
+    weighted = sum((n[f"l2_{m}"] * (e / threat.budget(m))) ** 2 for m in scored)
+    return torch.sqrt(weighted) - e * (1 + L2_RELATIVE_TOLERANCE)
+
+
 def check_budget(names: list[str], rgb0: Tensor | None, depth0: Tensor | None, rgb: Tensor | None,
                  depth: Tensor | None, threat: ThreatModel, mask: Tensor | None = None) -> dict[str, Tensor]:
     """Raise :class:`BudgetViolation` naming the image if any perturbation leaves the threat model.
@@ -83,8 +98,8 @@ def check_budget(names: list[str], rgb0: Tensor | None, depth0: Tensor | None, r
     hi = max(b.max().item() for _, b in present.values())
     if lo < 0 or hi > 1:
         raise BudgetViolation(f"adversarial input leaves [0,1]: range [{lo:.6g}, {hi:.6g}]")
-    frozen = [m for m in present if not threat.pixel_norm and threat.modality not in (m, "rgbd")
-              or threat.pixel_norm and threat.budget(m) == 0]
+    # not attacked, or attacked with a zero pixel budget: nothing may change
+    frozen = [m for m in present if threat.modality not in (m, "rgbd") or threat.pixel_norm and threat.budget(m) == 0]
     for m in frozen:
         a, b = present[m]
         bad = (a != b).flatten(1).any(1).nonzero().flatten().tolist()
@@ -92,18 +107,7 @@ def check_budget(names: list[str], rgb0: Tensor | None, depth0: Tensor | None, r
             i = bad[0]
             raise BudgetViolation(f"image {names[i]}: {m} has a zero budget but changed by up to "
                                   f"{n[f'linf_{m}'][i].item():.3g} (threat {threat.to_dict()})")
-    scored = [m for m in present if m not in frozen]
-    excess = torch.zeros(len(names), device=changed.device)
-    if not scored:
-        pass
-    elif threat.norm == "linf":
-        excess = torch.stack([n[f"linf_{m}"] - threat.budget(m) for m in scored]).amax(0)
-    elif not threat.pixel_norm:
-        excess = _region_excess(changed, threat, mask)
-    else:
-        e = threat.space_eps
-        weighted = sum((n[f"l2_{m}"] * (e / threat.budget(m))) ** 2 for m in scored)
-        excess = torch.sqrt(weighted) - e * (1 + L2_RELATIVE_TOLERANCE)
+    excess = _excess(n, changed, threat, mask, [m for m in present if m not in frozen])
     bad = (excess > TOLERANCE).nonzero().flatten().tolist()
     if bad:
         i = bad[0]
