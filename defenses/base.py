@@ -59,7 +59,7 @@ class Defense(nn.Module):
     def acts_on(self, modality: str) -> bool:
         return self.modality in (modality, "rgbd")
 
-    def _apply(self, x: Tensor) -> Tensor:
+    def _purify_with_bpda(self, x: Tensor) -> Tensor:
         if self.differentiable:
             return self.purify(x)
         with torch.no_grad():
@@ -69,9 +69,9 @@ class Defense(nn.Module):
 
     def forward(self, rgb: Tensor | None, depth: Tensor | None) -> DefenseOutput:
         if self.acts_on("rgb") and rgb is not None:
-            rgb = self._apply(rgb)
+            rgb = self._purify_with_bpda(rgb)
         if self.acts_on("depth") and depth is not None:
-            depth = self._apply(depth)
+            depth = self._purify_with_bpda(depth)
         return DefenseOutput(rgb, depth)
 
     def config(self) -> dict[str, Any]:

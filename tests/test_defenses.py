@@ -181,3 +181,13 @@ def test_a_defense_on_a_modality_the_classifier_lacks_fails_naming_the_cell(tmp_
     cell = _suite(tmp_path, "{attack: pgd, defense: {name: median, modality: depth}, eval: adaptive}").cells[1]
     with pytest.raises(ValueError, match=r"cell pgd with defense median\(modality=depth,window=3\): .* takes no depth"):
         ClassificationTask().bind(cell, SimpleNamespace(name="shapes", query="rgb"))
+
+
+def test_a_defended_model_moves_between_devices_and_dtypes_as_a_module(toy_model, toy_batch):
+    """nn.Module.to/.double walk every submodule (ART's estimator calls .to): a defense must not shadow them."""
+    for name in NAMES:
+        defended = DefendedModel(toy_model, build_defense(name, modality="depth")
+                                 if DEFENSES[name].modalities == ("depth",) else build_defense(name))
+        defended.to("cpu").double()
+        torch.manual_seed(0)
+        assert defended(toy_batch.rgb.double(), toy_batch.depth.double()).dtype == torch.float64
