@@ -25,8 +25,8 @@ from attacks import ATTACKS, AttackSpace, ThreatModel
 from benchmark.data.shapes import CLASSES, CaptionedShapes
 from benchmark.data.shapes import GENERATOR_VERSION as SHAPES_VERSION
 from benchmark.results import save_trained
-from benchmark.tasks.classification import ClassificationTask, ClassifierView
-from benchmark.tasks.saliency import AttackSpaceModel, SaliencyTask
+from benchmark.tasks.classification import ClassificationTask
+from benchmark.tasks.saliency import SaliencyTask
 from benchmark.training.clip import RECIPES as CLIP_RECIPES
 from benchmark.training.clip import evaluate as evaluate_clip
 from benchmark.training.clip import shape_images
@@ -59,14 +59,19 @@ def _recipe(base: str) -> AdversarialRecipe:
 RECIPES = {f"{base}-at": _recipe(base) for base in BASE_RECIPES}
 
 
+def pgd(task: SaliencyTask | ClassificationTask, model: torch.nn.Module, rgb: Tensor | None, depth: Tensor | None,
+        target: Tensor, threat: ThreatModel) -> tuple[Tensor | None, Tensor | None]:
+    """The inner maximisation: the registry's PGD under ``threat`` on the task's view of ``model``."""
+    space = AttackSpace(rgb, depth, threat)
+    return space.compose(ATTACKS["pgd"](task.attacked_model(model, space), space.initial(), target, threat, task))
+
+
 def pgd_perturbation(threat: ThreatModel):
     """``perturb(model, rgb, depth, y)`` for :func:`fit`: the benchmark's PGD under ``threat``."""
-    task, attack = SaliencyTask(), ATTACKS["pgd"]
+    task = SaliencyTask()
 
     def perturb(model: SaliencyModel, rgb: Tensor, depth: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        space = AttackSpace(rgb, depth, threat)
-        u = attack(AttackSpaceModel(model, space), space.initial(), y, threat, task)
-        return space.compose(u)
+        return pgd(task, model, rgb, depth, y, threat)
 
     return perturb
 
@@ -134,7 +139,7 @@ def train_tecoa(name: str, out: Path, recipe: TeCoARecipe | None = None, device:
     wrapper.model.visual.requires_grad_(True)
     x, _, labels = shape_images(CaptionedShapes("train", n=recipe.train_images))
     threat = ThreatModel(eps=recipe.eps, modality="rgb", steps=recipe.steps, rel_step=recipe.rel_step)
-    task, attack = ClassificationTask(), ATTACKS["pgd"]
+    task = ClassificationTask()
     opt = torch.optim.AdamW(wrapper.model.visual.parameters(), lr=recipe.lr, weight_decay=0.0)
     per_epoch = len(x) // recipe.batch_size
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs * per_epoch)
@@ -146,8 +151,7 @@ def train_tecoa(name: str, out: Path, recipe: TeCoARecipe | None = None, device:
                 idx = order[k * recipe.batch_size:(k + 1) * recipe.batch_size]
                 images, y = x[idx].to(device), labels[idx].to(device)
                 wrapper.eval()
-                space = AttackSpace(images, None, threat)
-                adversarial, _ = space.compose(attack(ClassifierView(wrapper, space), space.initial(), y, threat, task))
+                adversarial, _ = pgd(task, wrapper, images, None, y, threat)
                 wrapper.train()
                 loss = F.cross_entropy(wrapper(adversarial), y)
                 descend(opt, sched, loss, bar)
