@@ -166,17 +166,18 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
     params = attack_params(cell)
     if universal is not None:
         params["universal"] = universal
-    craft_id = (cell if cell.eval == "adaptive" else cell.undefended()).id
+    craft_id = cell.crafting.id
+    shared = crafted is not None and cell.eval != "adaptive"  # crafting that never sees a defense
     records, curves, adversarial, seconds = [], [], [], 0.0
     nopatch: dict[str, list] = {"adversarial": [], "clean": []}  # (scalars, curves) with the patch excluded
-    if crafted is not None and cell.eval != "adaptive":  # keep one cell's crafting at a time
+    if shared:  # keep one cell's crafting at a time
         for key in [k for k in crafted if k[0] != craft_id]:
             del crafted[key]
     for bi, b in enumerate(batches):
-        c = None if crafted is None else crafted.get((craft_id, bi))
+        c = crafted.get((craft_id, bi)) if shared else None
         if c is None:
             c = craft(cell, crafter, task, b, seed_everything(suite.seed, craft_id, bi), params)
-            if crafted is not None and cell.eval != "adaptive":
+            if shared:
                 crafted[(craft_id, bi)] = c
             seconds += c.seconds
         if model_fingerprint(model) != fingerprint:
@@ -187,10 +188,8 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
         seed_everything(suite.seed, cell.id, bi, "score")  # a randomized defense's draws when scored
         with torch.no_grad():
             logits = task.forward(scored, rgb, depth, b)
-            if scored is not model:  # the defense's own cost, on the clean batch
-                t0 = time.perf_counter()
-                scored.defense(b.rgb, b.depth)
-                per_image["defense_ms"] = torch.full((len(b.names),), 1000 * (time.perf_counter() - t0) / len(b.names))
+        if scored is not model:  # the defense's own cost in that forward pass
+            per_image["defense_ms"] = torch.full((len(b.names),), 1000 * scored.defense_seconds / len(b.names))
         for i, (scores, image_curves) in enumerate(task.score(scored, logits, b)):
             records.append({"image": b.names[i], "seed": seed, **scores,
                             **{k: float(v[i]) for k, v in per_image.items()}})
@@ -320,7 +319,7 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
               f"library versions): recomputing them (--reuse-cells keeps them)", file=sys.stderr)
     todo = [c for c in suite.cells if not store.is_done(c.id) or (c in stale and not cfg.reuse_cells)]
     # the oblivious cells of each attack right after one another, sharing its crafting (see run_cell)
-    todo.sort(key=lambda c: (c if c.eval == "adaptive" else c.undefended()).id)
+    todo.sort(key=lambda c: c.crafting.id)
     done = len(suite.cells) - len(todo)
     print(f"[bench] {run_id}: {len(suite.cells)} cells, {done} already done, {n} images", file=sys.stderr)
     if todo:
@@ -343,8 +342,7 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
             universal = None
             if hasattr(ATTACKS[cell.attack], "fit"):
                 fit_on = defended_models(cell, model, crafter, task)[1]
-                fit_as = cell if cell.eval == "adaptive" else cell.undefended()  # oblivious: the undefended fit
-                universal = fit_universal(fit_as, fit_on, task, suite, store, cfg, dataset, model, device)
+                universal = fit_universal(cell.crafting, fit_on, task, suite, store, cfg, dataset, model, device)
             cell_batches = (all_batches if cell.images is None or cell.images >= n
                             else make_batches(task, model, samples, cell.images, suite.batch_size, device))
             run_cell(cell, model, task, cell_batches, suite, fingerprint, store, crafter, universal, extra, code, crafted)
@@ -356,14 +354,15 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
         kept = cleans.get(c.defense_label)
         if kept is None or (kept.images or n) < (c.images or n):
             cleans[c.defense_label] = c
+    clean_scores = {c.id: (store.records(c.id), store.curves(c.id)) for c in cleans.values()}  # read once
     for cell, summary in zip(suite.cells, summaries):
         clean = cleans.get(cell.defense_label)
         k = min(cell.images or n, n)  # a cell on the first k images: their clean scores
         if clean is None or (clean.images or n) < k:
             continue
-        clean_records = store.records(clean.id)[:k]
-        summary["metrics"].update(task.against_clean(store.records(cell.id), clean_records))
-        summary["clean_metrics"] = task.summarise(clean_records, {c: v[:k] for c, v in store.curves(clean.id).items()})
+        records, curves = clean_scores[clean.id]
+        summary["metrics"].update(task.against_clean(store.records(cell.id), records[:k]))
+        summary["clean_metrics"] = task.summarise(records[:k], {c: v[:k] for c, v in curves.items()})
     rows = leaderboard.rows(summaries, model=resolved.name, checkpoint=resolved.checkpoint, dataset=dataset_name,
                             model_args=cfg.model_args, seed=suite.seed, batch_size=suite.batch_size)
     table = leaderboard.update(cfg.leaderboard_dir, task.name, rows, suite.leaderboard)

@@ -61,8 +61,14 @@ class Cell:
         return defense_label(self.defense)
 
     def undefended(self) -> Cell:
-        """This cell without its defense (and its EOT draws): the one an oblivious attack crafts as."""
+        """This cell without its defense (and its EOT draws)."""
         return replace(self, defense=None, eval=None, params={k: v for k, v in self.params.items() if k != "eot"})
+
+    @property
+    def crafting(self) -> Cell:
+        """The cell whose attack this one's is: itself when adaptive, else the undefended cell (an oblivious
+        attack never sees the defense, so it shares the undefended cell's seed, fit and inputs)."""
+        return self if self.eval == "adaptive" else self.undefended()
 
     @property
     def id(self) -> str:

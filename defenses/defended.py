@@ -6,6 +6,7 @@ f_EOT(x) = (1/n) sum_i f(t_i(x)), whose gradient is the mean of the draws' gradi
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -19,22 +20,26 @@ from .base import Defense
 class DefendedModel(ModelWrapper):
     """``model(defense(rgb, depth))`` for an RGB-D model; for a classifier that takes one ``query``
     image (``"rgb"`` or ``"depth"``), ``model(defense(query))``. A spatial defense's ``restore`` maps a
-    dense output back to the input's geometry."""
+    dense output back to the input's geometry. ``defense_seconds``: the defense's wall time in the last
+    forward pass (what the runner reports as its cost)."""
 
     def __init__(self, model: nn.Module, defense: Defense, query: str | None = None):
         super().__init__(model)
         self.defense, self.query = defense, query
         self.train(model.training)  # the defense too
+        self.defense_seconds = 0.0
 
     def forward(self, *inputs: Tensor, **kwargs: Any) -> Tensor:
         if self.query is None:
             rgb, depth = inputs
-            out = self.defense(rgb, depth)
-            logits = self.model(out.rgb, out.depth, **kwargs)
         else:
             (x,) = inputs
-            out = self.defense(x if self.query == "rgb" else None, x if self.query == "depth" else None)
-            logits = self.model(out.rgb if self.query == "rgb" else out.depth, **kwargs)
+            rgb, depth = (x, None) if self.query == "rgb" else (None, x)
+        start = time.perf_counter()
+        out = self.defense(rgb, depth)
+        self.defense_seconds = time.perf_counter() - start
+        purified = (out.rgb, out.depth) if self.query is None else (out.rgb if self.query == "rgb" else out.depth,)
+        logits = self.model(*purified, **kwargs)
         return logits if out.restore is None else out.restore(logits)
 
 
