@@ -58,15 +58,22 @@ def strip_prefix(sd: Mapping[str, Tensor], prefix: str = "module.") -> dict[str,
     return dict(sd)
 
 
-class ModelWrapper(nn.Module):
-    """Base of a module that is a view of ``model`` (a defended model, an adaptive view): it starts in
-    the model's train/eval mode, and the attributes it lacks (input size, loader, post-processing) are
-    the model's."""
+class ModelView(nn.Module):
+    """Base of a module that wraps ``model`` (a task's attacked view, a defended model): it starts in the
+    model's train/eval mode. A new Module starts in train mode, and attack libraries restore the
+    wrapper's mode after attacking, which would flip the wrapped model to train mode (and let BatchNorm
+    update its statistics)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
         self.train(model.training)
+
+
+class ModelWrapper(ModelView):
+    """A view that stands in for ``model`` itself (a defended model, an adaptive view): the attributes it
+    lacks (input size, loader, post-processing) are the model's. Attack views do not forward: a view
+    must not pass for the module it wraps (e.g. answer ``copies_of`` with the wrapped model's)."""
 
     def __getattr__(self, name: str) -> Any:
         try:

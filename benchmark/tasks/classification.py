@@ -28,8 +28,8 @@ from attacks.threat import AttackSpace, ThreatModel
 from benchmark.data.labelled import LabelledBatch, make_labelled_batch
 from benchmark.metrics import CLASSIFICATION_METRICS
 from benchmark.suite import Cell
-from benchmark.tasks.saliency import ModelView
 from defenses import DefendedModel, Defense
+from models.base import ModelView
 
 TOP_K = (1, 5, 10)
 
@@ -69,7 +69,7 @@ class ClassifierView(ModelView):
 
     def forward(self, u: Tensor) -> Tensor:
         rgb, depth = self.space.compose(u)
-        return self.inner(rgb if rgb is not None else depth)
+        return self.model(rgb if rgb is not None else depth)
 
 
 class ClassificationTask:

@@ -29,17 +29,7 @@ from benchmark.metrics import saliency as sod
 from benchmark.metrics.masked import MaskedSODMetrics
 from benchmark.suite import Cell
 from defenses import DefendedModel, Defense
-
-
-class ModelView(nn.Module):
-    """Base of the views below: wraps ``inner`` and starts in its train/eval mode. A new Module starts
-    in train mode, and attack libraries restore the wrapper's mode after attacking, which would flip
-    the wrapped model to train mode (and let BatchNorm update its statistics)."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner
-        self.train(inner.training)
+from models.base import ModelView
 
 
 def resize_antialiased(x: Tensor, size: int) -> Tensor:
@@ -71,9 +61,9 @@ class AttackSpaceModel(ModelView):
         if u.shape[-1] != self.size:  # input-diversity attacks (DI-FGSM) resize and pad their input
             u = F.interpolate(u, size=(self.size, self.size), mode="bilinear", align_corners=False)
         rgb, depth = self.space.compose(u)
-        own = self.inner.input_size
-        logits = self.inner(resize_antialiased(rgb, own), resize_antialiased(depth, own),
-                            **gt_size_kwargs(self.inner, self.gt_sizes))
+        own = self.model.input_size
+        logits = self.model(resize_antialiased(rgb, own), resize_antialiased(depth, own),
+                            **gt_size_kwargs(self.model, self.gt_sizes))
         return resize_antialiased(logits, self.size)
 
     def copies_of(self, index: Tensor) -> AttackSpaceModel:
@@ -81,14 +71,14 @@ class AttackSpaceModel(ModelView):
         many copies, and the clean unattacked modality (and the GT size) must be filled in per row."""
         s = self.space
         sizes = None if self.gt_sizes is None else [self.gt_sizes[i] for i in index.tolist()]
-        return AttackSpaceModel(self.inner, AttackSpace(s.rgb[index], s.depth[index], s.threat), sizes)
+        return AttackSpaceModel(self.model, AttackSpace(s.rgb[index], s.depth[index], s.threat), sizes)
 
 
 class TwoClassLogits(ModelView):
     """(N,1,H,W) saliency logits z -> (N,2,H,W) logits [0, z] for cross-entropy based attacks."""
 
     def forward(self, u: Tensor) -> Tensor:
-        z = self.inner(u)
+        z = self.model(u)
         return torch.cat([torch.zeros_like(z), z], 1)
 
 
@@ -96,7 +86,7 @@ class FlatLogits(ModelView):
     """(N,1,H,W) saliency logits -> (N, H*W), for ART's ``PyTorchClassifier``."""
 
     def forward(self, u: Tensor) -> Tensor:
-        return self.inner(u).flatten(1)
+        return self.model(u).flatten(1)
 
 
 class PixelBCEWithLogits(nn.Module):
