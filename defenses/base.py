@@ -24,6 +24,8 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor, nn
 
+from models.base import straight_through
+
 DEFENSE_MODALITIES = ("rgb", "depth", "rgbd")
 
 
@@ -64,8 +66,7 @@ class Defense(nn.Module):
             return self.purify(x)
         with torch.no_grad():
             y = self.purify(x.detach())
-        g = self.bpda(x)
-        return g + (y.to(x.dtype) - g).detach()
+        return straight_through(y, self.bpda(x))
 
     def forward(self, rgb: Tensor | None, depth: Tensor | None) -> DefenseOutput:
         if self.acts_on("rgb") and rgb is not None:

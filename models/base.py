@@ -58,6 +58,11 @@ def strip_prefix(sd: Mapping[str, Tensor], prefix: str = "module.") -> dict[str,
     return dict(sd)
 
 
+def straight_through(exact: Tensor, surrogate: Tensor) -> Tensor:
+    """``exact``'s value with ``surrogate``'s gradient (BPDA, Athalye et al. 2018): g + (f - g).detach()."""
+    return surrogate + (exact.to(surrogate.dtype) - surrogate).detach()
+
+
 class ModelView(nn.Module):
     """Base of a module that wraps ``model`` (a task's attacked view, a defended model): it starts in the
     model's train/eval mode. A new Module starts in train mode, and attack libraries restore the

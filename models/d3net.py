@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import IMAGENET_MEAN, IMAGENET_STD, ModelWrapper, SaliencyModel, normalize, strip_prefix
+from models.base import (IMAGENET_MEAN, IMAGENET_STD, ModelWrapper, SaliencyModel, normalize, straight_through,
+                         strip_prefix)
 from models.preprocessing import cv2_linear_uint8_nearest_depth
 
 VGG16_WIDTHS = (64, 128, 256, 512, 512)
@@ -337,7 +338,7 @@ class D3NetSoftGate(ModelWrapper):
         gap = (rgbd_logits.sigmoid() - depth_logits.sigmoid()).abs().mean(dim=(1, 2, 3))
         w = torch.sigmoid((DDU_THRESHOLD - gap) / self.temperature).view(-1, 1, 1, 1)
         soft = w * rgbd_logits + (1 - w) * rgb_logits
-        return soft + (hard - soft).detach()
+        return straight_through(hard, soft)
 
 
 def d3net_tiny(input_size: int = 128) -> D3Net:
