@@ -14,6 +14,7 @@ from .depth_dropout import DepthDropout
 from .gaussian import GaussianBlur
 from .hole_fill import HoleFilling
 from .jpeg import JPEG
+from .lgs import LocalGradientsSmoothing
 from .median import MedianSmoothing
 from .resize_pad import RandomResizePad
 from .tvm import TotalVariationMinimization
@@ -31,6 +32,8 @@ DEFENSES: dict[str, type[Defense] | None] = {
     "bilateral": BilateralFilter,  # on depth by default
     "hole-fill": HoleFilling,
     "depth-dropout": DepthDropout,  # blur or constant
+    # patch defenses: out.mask is where they locate the patch
+    "lgs": LocalGradientsSmoothing,  # local gradients smoothing
 }
 
 

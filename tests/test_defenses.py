@@ -191,3 +191,51 @@ def test_a_defended_model_moves_between_devices_and_dtypes_as_a_module(toy_model
         defended.to("cpu").double()
         torch.manual_seed(0)
         assert defended(toy_batch.rgb.double(), toy_batch.depth.double()).dtype == torch.float64
+
+
+def _lgs_by_hand(x: np.ndarray, window: int, overlap: int, threshold: float, smoothing: float) -> np.ndarray:
+    """LGS's mask on one (H, W) map, written out pixel by pixel and block by block."""
+    h, w = x.shape
+    g = np.zeros_like(x)
+    for i in range(h):
+        for j in range(w):
+            dx = x[i, j] - x[i, j + 1] if j + 1 < w else 0.0
+            dy = x[i, j] - x[i + 1, j] if i + 1 < h else 0.0
+            g[i, j] = np.hypot(dx, dy)
+    g = (g - g.min()) / (g.max() - g.min() + 1e-7)
+    covered = np.zeros_like(x, dtype=bool)
+    stride = window - overlap
+    for i in range(0, h - window + 1, stride):
+        for j in range(0, w - window + 1, stride):
+            if g[i:i + window, j:j + window].mean() > threshold:
+                covered[i:i + window, j:j + window] = True
+    return np.clip(smoothing * g * covered, 0, 1)
+
+
+@pytest.mark.parametrize("window, overlap, threshold, smoothing", [(3, 1, 0.3, 2.3), (4, 0, 0.2, 1.5), (5, 3, 0.25, 4.0)])
+def test_lgs_mask_matches_the_equations_by_hand(window, overlap, threshold, smoothing):
+    x = np.zeros((9, 11))
+    x[1:5, 2:6] = np.indices((4, 4)).sum(0) % 2  # a checkerboard "patch" on a flat map, a soft ramp elsewhere
+    x[6:, :] = np.linspace(0, 0.3, 11)
+    d = build_defense("lgs", window=window, overlap=overlap, threshold=threshold, smoothing=smoothing, modality="depth")
+    depth = torch.from_numpy(x)[None, None]
+    out = d(None, depth)
+    expected = _lgs_by_hand(x, window, overlap, threshold, smoothing)
+    assert out.mask[0, 0].numpy() == pytest.approx(expected, abs=1e-6)
+    assert out.depth[0, 0].numpy() == pytest.approx(x * (1 - expected), abs=1e-6)
+    assert expected[1:5, 2:6].mean() > 0.5 and expected[:, 8:].max() == 0  # the patch is found, the rest kept
+
+
+def test_lgs_masks_a_patch_on_rgb_uses_luma_and_passes_a_finite_gradient():
+    rgb, _ = _inputs(n=1, size=48)
+    rgb = (0.3 * rgb + 0.5 * torch.linspace(0, 1, 48)).clamp(0, 1)  # smooth, mildly noisy scene
+    rgb[..., 8:24, 8:24] = (torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)) > 0.5).double()
+    d = build_defense("lgs")
+    x = rgb.clone().requires_grad_(True)
+    out = d(x, None)
+    inside, outside = out.mask[..., 8:24, 8:24].mean(), out.mask[..., 30:, 30:].mean()
+    assert inside > 0.5 and outside < 0.2, (inside, outside)
+    gray = (0.2989 * rgb[:, :1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:]).float()
+    assert torch.allclose(d.locate(gray), out.mask.float(), atol=1e-5)
+    out.rgb.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
