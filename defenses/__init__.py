@@ -10,6 +10,7 @@ from .base import DEFENSE_MODALITIES, Defense, DefenseOutput
 from .bilateral import BilateralFilter
 from .bits import BitDepthReduction
 from .defended import DefendedModel, ExpectationOverTransformation
+from .depth_consistency import DepthConsistency
 from .depth_dropout import DepthDropout
 from .gaussian import GaussianBlur
 from .hole_fill import HoleFilling
@@ -34,6 +35,7 @@ DEFENSES: dict[str, type[Defense] | None] = {
     "depth-dropout": DepthDropout,  # blur or constant
     # patch defenses: out.mask is where they locate the patch
     "lgs": LocalGradientsSmoothing,  # local gradients smoothing
+    "depth-consistency": DepthConsistency,  # ours: structure one modality has and the other lacks
 }
 
 

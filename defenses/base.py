@@ -44,6 +44,7 @@ class Defense(nn.Module):
     differentiable: ClassVar[bool] = True
     randomized: ClassVar[bool] = False
     modalities: ClassVar[tuple[str, ...]] = DEFENSE_MODALITIES  # the modalities it may be configured for
+    needs_rgbd: ClassVar[bool] = False  # it reads both modalities whatever it acts on (not for one-image models)
 
     def __init__(self, modality: str = "rgb"):
         super().__init__()

@@ -28,9 +28,15 @@ def test_each_defense_keeps_shape_dtype_range_and_the_other_modality(name):
         assert y.shape == x.shape and y.dtype == x.dtype and y.device == x.device
         assert y.min() >= 0 and y.max() <= 1
     changed = {m for m, x, y in (("rgb", rgb, out.rgb), ("depth", depth, out.depth)) if not torch.equal(x, y)}
-    assert changed == ({"rgb", "depth"} if d.modality == "rgbd" else {d.modality}), changed
+    acted = {"rgb", "depth"} if d.modality == "rgbd" else {d.modality}
+    # a defense comparing the modalities changes one only where it lacks the other's structure
+    assert (changed and changed <= acted) if d.needs_rgbd else changed == acted, changed
     # a rectangle shaped input (the resize attack view) and a missing modality (a classifier's query)
-    assert d(*(_inputs(size=17)[0], None) if d.acts_on("rgb") else (None, _inputs(size=17)[1])) is not None
+    if d.needs_rgbd:
+        with pytest.raises(ValueError, match="both modalities"):
+            d(_inputs(size=17)[0], None)
+    else:
+        assert d(*(_inputs(size=17)[0], None) if d.acts_on("rgb") else (None, _inputs(size=17)[1])) is not None
 
 
 @pytest.mark.parametrize("name", ["jpeg", "bits", "tvm"])
@@ -181,6 +187,9 @@ def test_a_defense_on_a_modality_the_classifier_lacks_fails_naming_the_cell(tmp_
     cell = _suite(tmp_path, "{attack: pgd, defense: {name: median, modality: depth}, eval: adaptive}").cells[1]
     with pytest.raises(ValueError, match=r"cell pgd with defense median\(modality=depth,window=3\): .* takes no depth"):
         ClassificationTask().bind(cell, SimpleNamespace(name="shapes", query="rgb"))
+    cell = _suite(tmp_path, "{attack: pgd, defense: {name: depth-consistency, modality: rgb}, eval: adaptive}").cells[1]
+    with pytest.raises(ValueError, match=r"depth-consistency.* compares RGB with depth"):
+        ClassificationTask().bind(cell, SimpleNamespace(name="shapes", query="rgb"))
 
 
 def test_a_defended_model_moves_between_devices_and_dtypes_as_a_module(toy_model, toy_batch):
@@ -239,3 +248,21 @@ def test_lgs_masks_a_patch_on_rgb_uses_luma_and_passes_a_finite_gradient():
     assert torch.allclose(d.locate(gray), out.mask.float(), atol=1e-5)
     out.rgb.sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_depth_consistency_flags_structure_only_one_modality_has():
+    """A sticker on RGB (depth flat behind it) and a forged depth patch are flagged; an object boundary in
+    both modalities, and a smooth background, are not."""
+    size = 48
+    ramp = torch.linspace(0.2, 0.6, size).expand(1, 1, size, size).double()
+    obj = torch.zeros(1, 1, size, size, dtype=torch.float64)
+    obj[..., 28:44, 4:20] = 0.3  # an object: an edge in RGB and in depth
+    rgb, depth = (ramp + obj).expand(1, 3, size, size).clone(), 0.5 * ramp + obj
+    g = torch.Generator().manual_seed(0)
+    rgb[..., 4:16, 4:16] = (torch.rand(1, 3, 12, 12, generator=g, dtype=torch.float64) > 0.5).double()  # RGB sticker
+    depth[..., 4:16, 30:42] = (torch.rand(1, 1, 12, 12, generator=g, dtype=torch.float64) > 0.5).double()  # depth patch
+    out = build_defense("depth-consistency")(rgb, depth)
+    assert out.mask[..., 4:16, 4:16].mean() > 0.9 and out.mask[..., 4:16, 30:42].mean() > 0.9
+    assert out.mask[..., 30:42, 6:18].max() == 0 and out.mask[..., 24:, 24:].max() == 0
+    assert (out.rgb[..., 4:16, 4:16] - 0.35).abs().max() < 0.25  # the sticker filled from its surroundings
+    assert torch.equal(out.rgb[..., 24:, 24:], rgb[..., 24:, 24:])

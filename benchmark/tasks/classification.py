@@ -28,7 +28,7 @@ from attacks.threat import AttackSpace, ThreatModel
 from benchmark.data.labelled import LabelledBatch, make_labelled_batch
 from benchmark.metrics import CLASSIFICATION_METRICS
 from benchmark.suite import Cell
-from defenses import DefendedModel, Defense
+from defenses import DEFENSES, DefendedModel, Defense
 from models.base import ModelView
 
 TOP_K = (1, 5, 10)
@@ -98,6 +98,9 @@ class ClassificationTask:
         if cell.defense is not None and cell.defense["modality"] not in (dataset.query, "rgbd"):
             raise ValueError(f"cell {cell.attack} with defense {cell.defense_label}: the model's queries on "
                              f"{dataset.name!r} are {dataset.query} images; it takes no {cell.defense['modality']}")
+        if cell.defense is not None and DEFENSES[cell.defense["name"]].needs_rgbd:
+            raise ValueError(f"cell {cell.attack} with defense {cell.defense_label}: the defense compares RGB with "
+                             f"depth; the model's queries on {dataset.name!r} are {dataset.query} images alone")
         modality = cell.threat.modality
         if modality == "rgbd":
             return replace(cell, threat=replace(cell.threat, modality=dataset.query))
