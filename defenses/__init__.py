@@ -6,12 +6,13 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from .base import DEFENSE_MODALITIES, Defense, DefenseOutput
+from .base import DEFENSE_MODALITIES, Defense, DefenseOutput, PatchDefense
 from .bilateral import BilateralFilter
 from .bits import BitDepthReduction
 from .defended import DefendedModel, ExpectationOverTransformation
 from .depth_consistency import DepthConsistency
 from .depth_dropout import DepthDropout
+from .feature_shield import FeatureShield
 from .gaussian import GaussianBlur
 from .hole_fill import HoleFilling
 from .jpeg import JPEG
@@ -35,6 +36,7 @@ DEFENSES: dict[str, type[Defense] | None] = {
     "depth-dropout": DepthDropout,  # blur or constant
     # patch defenses: out.mask is where they locate the patch
     "lgs": LocalGradientsSmoothing,  # local gradients smoothing
+    "feature-shield": FeatureShield,  # FFT high-frequency outliers, blurred
     "depth-consistency": DepthConsistency,  # ours: structure one modality has and the other lacks
 }
 
@@ -53,4 +55,4 @@ def build_defense(name: str, **params: Any) -> Defense:
 
 
 __all__ = ["DEFENSES", "DEFENSE_MODALITIES", "DefendedModel", "Defense", "DefenseOutput",
-           "ExpectationOverTransformation", "build_defense"]
+           "ExpectationOverTransformation", "PatchDefense", "build_defense"]

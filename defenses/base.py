@@ -79,3 +79,25 @@ class Defense(nn.Module):
     def config(self) -> dict[str, Any]:
         """Every constructor argument with its value (defaults included): what a leaderboard row names."""
         return {k: getattr(self, k) for k in inspect.signature(type(self).__init__).parameters if k != "self"}
+
+
+class PatchDefense(Defense):
+    """Base of the patch defenses that work on one modality at a time: ``locate`` finds the patch, ``fill``
+    removes it; ``out.mask`` is the union of the masks of the modalities it acts on."""
+
+    def locate(self, x: Tensor) -> Tensor:
+        """(N,C,H,W) -> the (N,1,H,W) patch mask in [0,1]."""
+        raise NotImplementedError
+
+    def fill(self, x: Tensor, mask: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, rgb: Tensor | None, depth: Tensor | None) -> DefenseOutput:
+        masks = []
+        if self.acts_on("rgb") and rgb is not None:
+            masks.append(self.locate(rgb))
+            rgb = self.fill(rgb, masks[-1])
+        if self.acts_on("depth") and depth is not None:
+            masks.append(self.locate(depth))
+            depth = self.fill(depth, masks[-1])
+        return DefenseOutput(rgb, depth, torch.stack(masks).amax(0) if masks else None)

@@ -19,14 +19,13 @@ and the value is exact.
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.functional import rgb_to_grayscale
 
 from models.base import straight_through
 
-from .base import Defense, DefenseOutput
+from .base import PatchDefense
 
 
 def gradient_magnitude(x: Tensor) -> Tensor:
@@ -37,7 +36,7 @@ def gradient_magnitude(x: Tensor) -> Tensor:
     return straight_through(squared.sqrt(), (squared + 1e-12).sqrt())
 
 
-class LocalGradientsSmoothing(Defense):
+class LocalGradientsSmoothing(PatchDefense):
     def __init__(self, window: int = 15, overlap: int = 5, threshold: float = 0.1, smoothing: float = 2.3,
                  modality: str = "rgb"):
         super().__init__(modality)
@@ -57,12 +56,5 @@ class LocalGradientsSmoothing(Defense):
         covered = F.fold(kept, g.shape[-2:], size, stride=stride) >= 1
         return (self.smoothing * g * covered).clamp(0, 1)
 
-    def forward(self, rgb: Tensor | None, depth: Tensor | None) -> DefenseOutput:
-        masks = []
-        if self.acts_on("rgb") and rgb is not None:
-            masks.append(self.locate(rgb))
-            rgb = rgb * (1 - masks[-1])
-        if self.acts_on("depth") and depth is not None:
-            masks.append(self.locate(depth))
-            depth = depth * (1 - masks[-1])
-        return DefenseOutput(rgb, depth, torch.stack(masks).amax(0) if masks else None)
+    def fill(self, x: Tensor, mask: Tensor) -> Tensor:
+        return x * (1 - mask)

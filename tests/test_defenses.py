@@ -266,3 +266,17 @@ def test_depth_consistency_flags_structure_only_one_modality_has():
     assert out.mask[..., 30:42, 6:18].max() == 0 and out.mask[..., 24:, 24:].max() == 0
     assert (out.rgb[..., 4:16, 4:16] - 0.35).abs().max() < 0.25  # the sticker filled from its surroundings
     assert torch.equal(out.rgb[..., 24:, 24:], rgb[..., 24:, 24:])
+
+
+def test_feature_shield_low_pass_keeps_low_frequencies_and_the_mask_finds_a_noise_patch():
+    from defenses.feature_shield import low_pass
+
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(40.0), indexing="ij")
+    smooth = (0.5 + 0.2 * torch.cos(2 * torch.pi * (2 * xx / 40 + yy / 32))).double()[None, None]  # |f| < 0.06
+    assert torch.allclose(low_pass(smooth, 0.1), smooth, atol=1e-9)
+    assert low_pass(smooth, 0.01).std() < 1e-9  # only the mean left
+    rgb = smooth.expand(1, 3, 32, 40).clone()
+    rgb[..., 4:14, 20:30] = (torch.rand(1, 3, 10, 10, generator=torch.Generator().manual_seed(0)) > 0.5).double()
+    out = build_defense("feature-shield")(rgb, None)
+    assert out.mask[..., 4:14, 20:30].mean() > 0.6 and out.mask[..., 20:, :16].max() == 0
+    assert out.rgb[..., 4:14, 20:30].std() < rgb[..., 4:14, 20:30].std() / 2
