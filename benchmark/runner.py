@@ -25,6 +25,7 @@ from attacks.queries import QueryCounter
 from benchmark import leaderboard, plots
 from benchmark.checks import ModelTampered, check_budget, model_fingerprint
 from benchmark.data import has_train_split, load_dataset
+from benchmark.metrics.patch import mask_counts, mask_scores
 from benchmark.provenance import code_state, device_info, git_state, library_versions, sha256_json
 from benchmark.results import RunStore
 from benchmark.suite import Cell, Suite, load_suite
@@ -79,8 +80,9 @@ def stack_curves(curves: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.array([c[k] for c in curves]) for k in curves[0]} if curves else {}
 
 
-INFO = ("queries", "success", "l0", "patch_area", "patch_side", "defense_ms")  # per-image numbers averaged into the summary
-MEDIAN_INFO = ("found_norm",)  # minimum-norm attacks: the median size of the perturbations found (inf: none)
+INFO = ("queries", "success", "l0", "patch_area", "patch_side")  # per-image numbers averaged into the summary
+# minimum-norm attacks: the median size of the perturbations found (inf: none); a defense's ms per image
+MEDIAN_INFO = ("found_norm", "defense_ms")
 
 
 def defended_models(cell: Cell, model: torch.nn.Module, crafter: torch.nn.Module, task: Any
@@ -190,6 +192,8 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
             logits = task.forward(scored, rgb, depth, b)
         if scored is not model:  # the defense's own cost in that forward pass
             per_image["defense_ms"] = torch.full((len(b.names),), 1000 * scored.defense_seconds / len(b.names))
+        if mask is not None and getattr(scored, "defense_mask", None) is not None:  # where it located the patch
+            per_image.update(mask_counts(scored.defense_mask.cpu().numpy(), mask.cpu().numpy()))
         for i, (scores, image_curves) in enumerate(task.score(scored, logits, b)):
             records.append({"image": b.names[i], "seed": seed, **scores,
                             **{k: float(v[i]) for k, v in per_image.items()}})
@@ -211,6 +215,8 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
         extra["clean_metrics_nopatch"] = task.summarise(clean, clean_curves)
     info = {k: float(np.mean([r[k] for r in records])) for k in INFO if records and k in records[0]}
     info.update({k: float(np.median([r[k] for r in records])) for k in MEDIAN_INFO if records and k in records[0]})
+    if records and "mask_tp" in records[0]:
+        info.update(mask_scores(*([r[k] for r in records] for k in ("mask_tp", "mask_fp", "mask_fn"))))
     summary = {"id": cell.id, "cell": cell.spec(), "backend": ATTACKS[cell.attack].backend, "n_images": len(records),
                "attack_seconds": round(seconds, 3), "metrics": metrics, "info": info,
                "code": code or code_state(), **extra}

@@ -21,13 +21,15 @@ class DefendedModel(ModelWrapper):
     """``model(defense(rgb, depth))`` for an RGB-D model; for a classifier that takes one ``query``
     image (``"rgb"`` or ``"depth"``), ``model(defense(query))``. A spatial defense's ``restore`` maps a
     dense output back to the input's geometry. ``defense_seconds``: the defense's wall time in the last
-    forward pass (what the runner reports as its cost)."""
+    forward pass (what the runner reports as its cost); ``defense_mask``: where a patch defense located the
+    patch in it (None for the others)."""
 
     def __init__(self, model: nn.Module, defense: Defense, query: str | None = None):
         super().__init__(model)
         self.defense, self.query = defense, query
         self.train(model.training)  # the defense too
         self.defense_seconds = 0.0
+        self.defense_mask: Tensor | None = None
 
     def forward(self, *inputs: Tensor, **kwargs: Any) -> Tensor:
         if self.query is None:
@@ -38,6 +40,7 @@ class DefendedModel(ModelWrapper):
         start = time.perf_counter()
         out = self.defense(rgb, depth)
         self.defense_seconds = time.perf_counter() - start
+        self.defense_mask = out.mask
         purified = (out.rgb, out.depth) if self.query is None else (out.rgb if self.query == "rgb" else out.depth,)
         logits = self.model(*purified, **kwargs)
         return logits if out.restore is None else out.restore(logits)

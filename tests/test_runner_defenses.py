@@ -20,6 +20,8 @@ defenses: &defenses
 cells:
   - {attack: none, defense: [none, *defenses]}
   - {attack: pgd, eps: 8/255, modality: rgbd, steps: 10, defense: [none, *defenses], eval: [oblivious, adaptive]}
+  - {attack: patch, norm: patch, eps: 0.04, modality: rgb, steps: 3, eval: oblivious,
+     defense: [none, {name: lgs}, {name: depth-consistency, modality: rgb}]}
 """
 
 
@@ -81,3 +83,18 @@ def test_defenses_report_shows_both_numbers_the_gap_and_a_plot(defended_run):
     assert "median(modality=rgbd,window=3) | pgd-10 linf 8/255 rgbd" in md
     assert (tmp / "leaderboards" / "saliency-defenses.png").stat().st_size > 1000
     assert not (tmp / "leaderboards" / "saliency.csv").exists()  # the suite's own table only
+
+
+def test_a_patch_defense_is_scored_on_where_it_located_the_patch(defended_run):
+    run_dir, _, table = defended_run
+    cells = json.loads((run_dir / "manifest.json").read_text())["cells"]
+    patch = {(c.get("defense") or {}).get("name", "none"): c["id"] for c in cells if c["attack"] == "patch"}
+    records = _records(run_dir, patch["lgs"])
+    areas = [r["mask_tp"] + r["mask_fn"] for r in records]  # every true patch pixel is found or missed
+    assert len(set(areas)) == 1 and areas[0] > 0
+    assert "mask_tp" not in _records(run_dir, patch["none"])[0]
+    for name in ("lgs", "depth-consistency"):
+        row = _row(table, name, "oblivious", attack="patch")
+        assert 0 < row.SmIoU <= 1 and 0 < row.NmIoU <= 1 and 0 <= row.mask_precision <= 1, row
+    tp, fp, fn = (sum(r[k] for r in records) for k in ("mask_tp", "mask_fp", "mask_fn"))
+    assert _row(table, "lgs", "oblivious", attack="patch").SmIoU == pytest.approx(tp / (tp + fp + fn))

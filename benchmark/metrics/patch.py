@@ -17,30 +17,37 @@ import numpy as np
 PATCH_MASK_METRICS = ("SmIoU", "NmIoU", "mask_precision", "mask_recall")
 
 
+def mask_counts(predicted: np.ndarray, true: np.ndarray, threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """Per image of (N, ...) masks: TP, FP and FN pixel counts, each mask binarised at ``threshold``."""
+    if predicted.shape != true.shape:
+        raise ValueError(f"predicted mask {predicted.shape} and true mask {true.shape} differ in shape")
+    p, t = (predicted >= threshold).reshape(len(predicted), -1), (true >= threshold).reshape(len(true), -1)
+    return {"mask_tp": (p & t).sum(1), "mask_fp": (p & ~t).sum(1), "mask_fn": (~p & t).sum(1)}
+
+
+def mask_scores(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, float]:
+    """SmIoU, NmIoU, precision and recall from per-image counts (see the module docstring)."""
+    tp, fp, fn = (np.asarray(v, dtype=np.float64) for v in (tp, fp, fn))
+    union = tp + fp + fn
+    per_image = np.divide(tp, union, out=np.ones_like(tp), where=union > 0)
+
+    def ratio(num: float, den: float) -> float:
+        return float(num / den) if den > 0 else float("nan")
+
+    return {"SmIoU": ratio(tp.sum(), union.sum()), "NmIoU": float(per_image.mean()) if len(tp) else float("nan"),
+            "mask_precision": ratio(tp.sum(), (tp + fp).sum()), "mask_recall": ratio(tp.sum(), (tp + fn).sum())}
+
+
 class PatchMaskIoU:
     """Accumulate ``step(predicted, true)`` per image ((H, W) arrays in [0,1]); ``get_results()``."""
 
     def __init__(self, threshold: float = 0.5):
         self.threshold = threshold
-        self.tp: list[int] = []
-        self.fp: list[int] = []
-        self.fn: list[int] = []
+        self.counts: list[dict[str, np.ndarray]] = []
 
     def step(self, predicted: np.ndarray, true: np.ndarray) -> None:
-        if predicted.shape != true.shape:
-            raise ValueError(f"predicted mask {predicted.shape} and true mask {true.shape} differ in shape")
-        p, t = predicted >= self.threshold, true >= self.threshold
-        self.tp.append(int((p & t).sum()))
-        self.fp.append(int((p & ~t).sum()))
-        self.fn.append(int((~p & t).sum()))
+        self.counts.append(mask_counts(predicted[None], true[None], self.threshold))
 
     def get_results(self) -> dict[str, float]:
-        tp, fp, fn = (np.asarray(v, dtype=np.float64) for v in (self.tp, self.fp, self.fn))
-        union = tp + fp + fn
-        per_image = np.divide(tp, union, out=np.ones_like(tp), where=union > 0)
-
-        def ratio(num: float, den: float) -> float:
-            return float(num / den) if den > 0 else float("nan")
-
-        return {"SmIoU": ratio(tp.sum(), union.sum()), "NmIoU": float(per_image.mean()) if len(tp) else float("nan"),
-                "mask_precision": ratio(tp.sum(), (tp + fp).sum()), "mask_recall": ratio(tp.sum(), (tp + fn).sum())}
+        return mask_scores(*(np.concatenate([c[k] for c in self.counts]) if self.counts else np.zeros(0)
+                             for k in ("mask_tp", "mask_fp", "mask_fn")))
