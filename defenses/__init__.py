@@ -15,6 +15,7 @@ from .depth_dropout import DepthDropout
 from .feature_shield import FeatureShield
 from .gaussian import GaussianBlur
 from .hole_fill import HoleFilling
+from .jedi import Jedi
 from .jpeg import JPEG
 from .lgs import LocalGradientsSmoothing
 from .median import MedianSmoothing
@@ -36,6 +37,7 @@ DEFENSES: dict[str, type[Defense] | None] = {
     "depth-dropout": DepthDropout,  # blur or constant
     # patch defenses: out.mask is where they locate the patch
     "lgs": LocalGradientsSmoothing,  # local gradients smoothing
+    "jedi": Jedi,  # local entropy, in-painted
     "feature-shield": FeatureShield,  # FFT high-frequency outliers, blurred
     "depth-consistency": DepthConsistency,  # ours: structure one modality has and the other lacks
 }

@@ -83,7 +83,8 @@ class Defense(nn.Module):
 
 class PatchDefense(Defense):
     """Base of the patch defenses that work on one modality at a time: ``locate`` finds the patch, ``fill``
-    removes it; ``out.mask`` is the union of the masks of the modalities it acts on."""
+    removes it (through BPDA where that is not differentiable); ``out.mask`` is the union of the masks of
+    the modalities it acts on."""
 
     def locate(self, x: Tensor) -> Tensor:
         """(N,C,H,W) -> the (N,1,H,W) patch mask in [0,1]."""
@@ -92,12 +93,19 @@ class PatchDefense(Defense):
     def fill(self, x: Tensor, mask: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def purify(self, x: Tensor) -> Tensor:
+        return self.fill(x, self.locate(x))
+
     def forward(self, rgb: Tensor | None, depth: Tensor | None) -> DefenseOutput:
         masks = []
+
+        def clean(x: Tensor) -> Tensor:
+            masks.append(self.locate(x))
+            y = self.fill(x, masks[-1])
+            return y if self.differentiable else straight_through(y, self.bpda(x))
+
         if self.acts_on("rgb") and rgb is not None:
-            masks.append(self.locate(rgb))
-            rgb = self.fill(rgb, masks[-1])
+            rgb = clean(rgb)
         if self.acts_on("depth") and depth is not None:
-            masks.append(self.locate(depth))
-            depth = self.fill(depth, masks[-1])
+            depth = clean(depth)
         return DefenseOutput(rgb, depth, torch.stack(masks).amax(0) if masks else None)
