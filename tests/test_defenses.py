@@ -295,3 +295,30 @@ def test_jedi_window_sizes_entropy_and_a_noise_patch_found_on_a_smooth_image():
     assert out.mask[..., 40:, :].max() == 0 and out.mask[..., :, :20].max() == 0
     assert (out.rgb[..., 16:24, 38:46] - rgb[..., 16:24, 38:46]).abs().mean() > 0.1  # in-painted
     assert torch.equal(out.rgb[..., 40:, :], rgb[..., 40:, :])  # untouched outside
+
+
+def test_patch_cleanser_masks_cover_every_patch_and_double_masking_recovers_the_clean_label():
+    from defenses.patch_cleanser import PatchCleanser, mask_set
+
+    keep = mask_set(32, 40, 5, per_axis=6)
+    assert len(keep) == 36
+    covered = torch.zeros(32 - 4, 40 - 4, dtype=torch.bool)  # every 5x5 patch under at least one mask
+    for k in keep[:, 0]:
+        hidden = (~k).double()
+        covered |= torch.nn.functional.avg_pool2d(hidden[None, None], 5, stride=1)[0, 0] == 1
+    assert covered.all()
+
+    class BrightSpot(torch.nn.Module):  # class 1 when any pixel is near white: a "patch" flips it
+        def forward(self, x):
+            z = x.flatten(1).amax(1) - 0.95
+            return torch.stack([-z, z], 1)
+
+    clean = torch.full((2, 3, 32, 32), 0.3)
+    patched = clean.clone()
+    patched[0, :, 3:9, 20:26] = 1.0  # 36 px < 4% of 1024
+    patched[1, :, 25:31, 0:6] = 1.0
+    defended = PatchCleanser(BrightSpot(), patch=0.04)
+    assert BrightSpot()(patched).argmax(1).tolist() == [1, 1]
+    assert defended(patched).argmax(1).tolist() == [0, 0]  # case II: the mask over the patch wins
+    assert defended.certified(clean, torch.zeros(2, dtype=torch.long)).all()
+    assert not defended.certified(patched, torch.zeros(2, dtype=torch.long)).any()
