@@ -22,7 +22,7 @@ warnings, not errors:
 - ``iterative<=single``: PGD no stronger than FGSM at the same budget;
 - ``more-steps-weaker``: PGD with more steps weaker than with fewer;
 - ``unbounded>undefended``: PGD at eps >= 0.5 (L-inf) leaves m more than ``UNBOUNDED_MARGIN`` above the
-  same attack on the model without the defense (an ``-at`` model: on its base). The floor an unbounded
+  same attack on the model without the defense (an adversarially trained model: on its base). The floor an unbounded
   attack reaches depends on the model and the attack's loss (our BCE PGD takes the tiny models' S to
   ~0.4, an all-background map, not to 0), so the undefended model is the reference, not a constant;
 - ``oblivious>adaptive``: bounded PGD on the undefended model, passed through the defense, does more
@@ -44,8 +44,14 @@ from benchmark.suite import fmt_eps
 TOLERANCE = 0.01  # a flag needs the unexpected order by more than this
 UNBOUNDED_MARGIN = 0.05
 BLACK_BOX = ("art-square", "square", "zoo", "art-zoo", "art-hsj")
+TRAINED_SUFFIXES = ("-at", "-tecoa")  # adversarially fine-tuned variants (benchmark/training/adversarial.py)
 SETTING = ["attack", "norm", "eps", "eps_depth", "modality", "steps", "surrogate"]
 GROUP = ["model", "checkpoint", "model_args", "dataset", "n_images"]
+
+
+def base_model(model: str) -> str:
+    """The model an adversarially trained variant was fine-tuned from (itself for any other model)."""
+    return next((model.removesuffix(s) for s in TRAINED_SUFFIXES if model.endswith(s)), model)
 
 
 def defense_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -84,18 +90,19 @@ def defense_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def trained_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Each adversarially trained variant (``<base>-at``, no input defense) against its base model, per
+    """Each adversarially trained variant (``<base>-at``, ``<base>-tecoa``; no input defense) against its base, per
     setting both were scored on (the clean cell included)."""
     plain = table[(table.defense == "none") & (table["eval"] == "-")]
     out = []
     for (model, dataset, n), g in plain.groupby(["model", "dataset", "n_images"], sort=True):
-        base = plain[(plain.model == model.removesuffix("-at")) & (plain.dataset == dataset) & (plain.n_images == n)]
-        if not model.endswith("-at") or base.empty:
+        base = plain[(plain.model == base_model(model)) & (plain.dataset == dataset) & (plain.n_images == n)]
+        if base_model(model) == model or base.empty:
             continue
         for setting, s in g.groupby(SETTING, sort=True):
             b = base[(base[SETTING] == pd.Series(dict(zip(SETTING, setting)))).all(axis=1)]
             if len(b):
-                out.append({"model": model, "base": base.model.iloc[0], "dataset": dataset, **dict(zip(SETTING, setting)),
+                out.append({"model": model, "base": base.model.iloc[0], "dataset": dataset, "n_images": n,
+                            **dict(zip(SETTING, setting)),
                             "base_score": b[metric].mean(), "trained": s[metric].mean()})
     return pd.DataFrame(out)
 
@@ -116,8 +123,8 @@ def masking_flags(table: pd.DataFrame, metric: str) -> dict[tuple, list[str]]:
         own = own[(own.surrogate == "-") & (own.norm == "linf")]
         crafted = g[(g["eval"] == "oblivious") & (g.surrogate == "-") & (g.norm == "linf")]
         group = dict(zip(GROUP, key))
-        # the same attacks without the defense: the plain cells; for an -at model's own cells, its base's
-        without = plain[(plain.model == (group["model"] if key[-1] != "none" else group["model"].removesuffix("-at")))
+        # the same attacks without the defense: the plain cells; for a trained variant's own cells, its base's
+        without = plain[(plain.model == (group["model"] if key[-1] != "none" else base_model(group["model"])))
                         & (plain.dataset == group["dataset"]) & (plain.n_images == group["n_images"])]
         full = widest_modality(own)
 
@@ -197,7 +204,7 @@ def render(table: pd.DataFrame, task: str, metric: str, plot: Path) -> str:
     lines.append("## Across models: mean / min\n")
     lines.append("Over the models without adversarial training (those are compared with their base below).\n")
     lines += ["| defense | setting | models | clean | robust | adaptive | oblivious | gap | recovery |", "|" + "---|" * 9]
-    agg = rows[~rows.model.str.endswith("-at")].groupby(["defense", *SETTING], sort=True)
+    agg = rows[rows.model.map(base_model) == rows.model].groupby(["defense", *SETTING], sort=True)
     for (defense, *_), g in agg:
         r = g.iloc[0]
         lines.append(f"| {defense} | {_setting(r)} | {g.model.nunique()} | {_f(g.clean.mean())} / {_f(g.clean.min())} "
@@ -207,10 +214,10 @@ def render(table: pd.DataFrame, task: str, metric: str, plot: Path) -> str:
     trained = trained_rows(table, metric)
     if not trained.empty:
         lines += ["## Adversarially trained variants against their base\n",
-                  "| model | base | dataset | setting | base | trained | change |", "|" + "---|" * 7]
+                  "| model | base | dataset | images | setting | base | trained | change |", "|" + "---|" * 8]
         for _, r in trained.iterrows():
             setting = "clean" if r.attack == "none" else _setting(r)
-            lines.append(f"| {r.model} | {r.base} | {r.dataset} | {setting} | {_f(r.base_score)} | **{_f(r.trained)}** "
+            lines.append(f"| {r.model} | {r.base} | {r.dataset} | {r.n_images} | {setting} | {_f(r.base_score)} | **{_f(r.trained)}** "
                          f"| {r.trained - r.base_score:+.3f} |")
         lines.append("")
     for key, g in rows.groupby(GROUP, sort=True):

@@ -69,6 +69,6 @@ def test_adversarially_trained_variant_is_compared_with_its_base(tmp_path):
     trained = trained_rows(_table(), "S")
     assert trained[["attack", "base_score", "trained"]].values.tolist() == [["none", 0.9, 0.85], ["pgd", 0.4, 0.6]]
     md = render(_table(fgsm=0.3), "saliency", "S", tmp_path / "d.png")
-    assert "| m-at | m | d | pgd-20 linf 8/255 rgbd | 0.400 | **0.600** | +0.200 |" in md
+    assert "| m-at | m | d | 16 | pgd-20 linf 8/255 rgbd | 0.400 | **0.600** | +0.200 |" in md
     assert "| jpeg | pgd-20 linf 8/255 rgbd | 0.880 | 0.020 | 0.400 | 0.800 | 0.450 | **0.450** |" in md
     assert "Masking flags: `jpeg`: iterative<=single." in md and (tmp_path / "d.png").is_file()
