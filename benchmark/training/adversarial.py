@@ -50,11 +50,12 @@ class AdversarialRecipe(Recipe):
     rel_step: float = 0.5
 
 
-# Trained at 12/255 (above the 8/255 it is scored at, as robustness at eps is bought by training past it),
-# 10 epochs at lr 1e-3. Measured before on jldcf-tiny (16 test images, PGD-10 8/255 rgbd), trained at
-# 8/255: 8 epochs: clean S 0.891 -> 0.877, robust S 0.570 -> 0.686; 4 epochs at 5e-4: 0.859 and 0.635.
+# 20 epochs at lr 1e-3, PGD-3 at 8/255. Measured on jldcf-tiny (16 test images, PGD-20 8/255 rgbd): clean S
+# 0.890 -> 0.898, robust S 0.533 -> 0.710 (+0.177), 17 CPU minutes of training. Shorter or wider
+# training was worse: 10 epochs at 12/255: clean 0.835, robust 0.660; 8 epochs at 8/255 (PGD-10):
+# clean 0.877, robust +0.116.
 def _recipe(base: str) -> AdversarialRecipe:
-    return AdversarialRecipe(base=base, base_recipe=BASE_RECIPES[base].id, epochs=10, lr=1e-3, eps=12 / 255)
+    return AdversarialRecipe(base=base, base_recipe=BASE_RECIPES[base].id, epochs=20, lr=1e-3)
 
 
 RECIPES = {f"{base}-at": _recipe(base) for base in BASE_RECIPES}
