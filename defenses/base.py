@@ -62,7 +62,9 @@ class Defense(nn.Module):
     def acts_on(self, modality: str) -> bool:
         return self.modality in (modality, "rgbd")
 
-    def _purify_with_bpda(self, x: Tensor) -> Tensor:
+    def _defend(self, x: Tensor, masks: list[Tensor]) -> Tensor:
+        """One modality purified, through BPDA where that is not differentiable (a patch defense also
+        appends where it located the patch to ``masks``)."""
         if self.differentiable:
             return self.purify(x)
         with torch.no_grad():
@@ -70,11 +72,12 @@ class Defense(nn.Module):
         return straight_through(y, self.bpda(x))
 
     def forward(self, rgb: Tensor | None, depth: Tensor | None) -> DefenseOutput:
+        masks: list[Tensor] = []
         if self.acts_on("rgb") and rgb is not None:
-            rgb = self._purify_with_bpda(rgb)
+            rgb = self._defend(rgb, masks)
         if self.acts_on("depth") and depth is not None:
-            depth = self._purify_with_bpda(depth)
-        return DefenseOutput(rgb, depth)
+            depth = self._defend(depth, masks)
+        return DefenseOutput(rgb, depth, torch.stack(masks).amax(0) if masks else None)
 
     def config(self) -> dict[str, Any]:
         """Every constructor argument with its value (defaults included): what a leaderboard row names."""
@@ -96,16 +99,7 @@ class PatchDefense(Defense):
     def purify(self, x: Tensor) -> Tensor:
         return self.fill(x, self.locate(x))
 
-    def forward(self, rgb: Tensor | None, depth: Tensor | None) -> DefenseOutput:
-        masks = []
-
-        def clean(x: Tensor) -> Tensor:
-            masks.append(self.locate(x))
-            y = self.fill(x, masks[-1])
-            return y if self.differentiable else straight_through(y, self.bpda(x))
-
-        if self.acts_on("rgb") and rgb is not None:
-            rgb = clean(rgb)
-        if self.acts_on("depth") and depth is not None:
-            depth = clean(depth)
-        return DefenseOutput(rgb, depth, torch.stack(masks).amax(0) if masks else None)
+    def _defend(self, x: Tensor, masks: list[Tensor]) -> Tensor:
+        masks.append(self.locate(x))
+        y = self.fill(x, masks[-1])
+        return y if self.differentiable else straight_through(y, self.bpda(x))
