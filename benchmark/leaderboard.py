@@ -152,12 +152,14 @@ def to_markdown(df: pd.DataFrame, metrics: tuple[str, ...]) -> str:
 def transfer_matrix(table: pd.DataFrame, metric: str = "S") -> dict[str, pd.DataFrame]:
     """For every transferred (attack, threat) setting: the metric as a surrogate x target matrix."""
     moved = table[(table.surrogate != "-") & (table.defense == "none")]
+    plain_clean = table[(table.attack == "none") & (table.defense == "none")]
     out = {}
-    for setting, g in moved.groupby(["dataset", "attack", "modality", "norm", "eps", "steps"], sort=True):
-        dataset, attack, modality, norm, eps, steps = setting
+    for setting, g in moved.groupby(["dataset", "n_images", "attack", "modality", "norm", "eps", "steps"], sort=True):
+        dataset, n, attack, modality, norm, eps, steps = setting
         name = f"{attack} {norm} eps {fmt_eps(eps)} {modality}, {steps} steps, on {dataset}"
         matrix = g.pivot_table(index="surrogate", columns="model", values=metric, aggfunc="first")
-        clean = table[(table.attack == "none") & (table.dataset == dataset)].groupby("model")[metric].first()
+        # the clean score of the same images, without a defense
+        clean = plain_clean[(plain_clean.dataset == dataset) & (plain_clean.n_images == n)].groupby("model")[metric].first()
         out[name] = pd.concat([matrix, clean.reindex(matrix.columns).to_frame("clean").T])
     return out
 
