@@ -119,9 +119,9 @@ def masking_flags(table: pd.DataFrame, metric: str) -> dict[tuple, list[str]]:
     plain = table[(table.defense == "none") & (table["eval"] == "-") & (table.surrogate == "-") & (table.norm == "linf")]
     flags: dict[tuple, list[str]] = {}
     for key, g in table.groupby([*GROUP, "defense"], sort=True):
-        own = g[g["eval"] == ("-" if key[-1] == "none" else "adaptive")]
-        own = own[(own.surrogate == "-") & (own.norm == "linf")]
-        crafted = g[(g["eval"] == "oblivious") & (g.surrogate == "-") & (g.norm == "linf")]
+        white_box = g[(g.surrogate == "-") & (g.norm == "linf")]
+        own = white_box[white_box["eval"] == ("-" if key[-1] == "none" else "adaptive")]
+        crafted = white_box[white_box["eval"] == "oblivious"]
         group = dict(zip(GROUP, key))
         # the same attacks without the defense: the plain cells; for a trained variant's own cells, its base's
         without = plain[(plain.model == (group["model"] if key[-1] != "none" else base_model(group["model"])))
@@ -148,7 +148,7 @@ def masking_flags(table: pd.DataFrame, metric: str) -> dict[tuple, list[str]]:
                 break
         unbounded = pgd[pgd.eps >= 0.5][["eps", "steps"]].drop_duplicates()
         if any(worse(score(own, "pgd", r.eps, r.steps), score(without, "pgd", r.eps, r.steps), UNBOUNDED_MARGIN)
-                        for r in unbounded.itertuples()):
+               for r in unbounded.itertuples()):
             raised.append("unbounded>undefended")
         if any(worse(score(own, "pgd", e), score(crafted, "pgd", e)) for e in bounded):
             raised.append("oblivious>adaptive")

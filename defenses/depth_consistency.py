@@ -24,11 +24,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms.functional import rgb_to_grayscale
 
 from .base import Defense, DefenseOutput
 from .gaussian import GaussianBlur
-from .lgs import gradient_magnitude
+from .lgs import gradient_magnitude, luma
 
 
 class DepthConsistency(Defense):
@@ -41,7 +40,7 @@ class DepthConsistency(Defense):
 
     def density(self, x: Tensor) -> Tensor:
         """(N,C,H,W) -> (N,1,H,W): the mean gradient magnitude over each pixel's window."""
-        g = gradient_magnitude(x if x.shape[1] == 1 else rgb_to_grayscale(x))
+        g = gradient_magnitude(luma(x))
         k = self.window
         return F.avg_pool2d(F.pad(g, (k // 2,) * 4, mode="replicate"), k, stride=1)
 

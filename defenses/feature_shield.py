@@ -18,10 +18,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms.functional import rgb_to_grayscale
 
 from .base import PatchDefense
 from .gaussian import GaussianBlur
+from .lgs import luma
 
 
 def low_pass(x: Tensor, cutoff: float) -> Tensor:
@@ -43,7 +43,7 @@ class FeatureShield(PatchDefense):
 
     def locate(self, x: Tensor) -> Tensor:
         """(N,C,H,W) -> the (N,1,H,W) binary mask of high-frequency outliers, dilated."""
-        gray = (x if x.shape[1] == 1 else rgb_to_grayscale(x)).detach()
+        gray = luma(x).detach()
         r = (gray - low_pass(gray, self.cutoff)).abs()
         mean, std = r.mean((2, 3), keepdim=True), r.std((2, 3), keepdim=True)
         outliers = (r > mean + self.k * std).to(x.dtype)

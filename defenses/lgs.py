@@ -28,6 +28,11 @@ from models.base import straight_through
 from .base import PatchDefense
 
 
+def luma(x: Tensor) -> Tensor:
+    """(N,C,H,W) with C = 1 or 3 -> (N,1,H,W): a one-channel map as is, RGB as its ITU-R 601 luma."""
+    return x if x.shape[1] == 1 else rgb_to_grayscale(x)
+
+
 def gradient_magnitude(x: Tensor) -> Tensor:
     """(N,1,H,W) -> the forward-difference gradient magnitude, zero difference past the last row/column."""
     dx = F.pad(x[..., :, :-1] - x[..., :, 1:], (0, 1, 0, 0))
@@ -46,8 +51,7 @@ class LocalGradientsSmoothing(PatchDefense):
 
     def locate(self, x: Tensor) -> Tensor:
         """(N,C,H,W) with C = 1 or 3 -> the (N,1,H,W) soft patch mask m."""
-        gray = x if x.shape[1] == 1 else rgb_to_grayscale(x)
-        g = gradient_magnitude(gray)
+        g = gradient_magnitude(luma(x))
         lo, hi = g.amin((2, 3), keepdim=True), g.amax((2, 3), keepdim=True)
         g = (g - lo) / (hi - lo + 1e-7)
         size, stride = self.window, self.window - self.overlap

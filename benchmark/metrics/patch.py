@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-PATCH_MASK_METRICS = ("SmIoU", "NmIoU", "mask_precision", "mask_recall")
-
-
 def mask_counts(predicted: np.ndarray, true: np.ndarray, threshold: float = 0.5) -> dict[str, np.ndarray]:
     """Per image of (N, ...) masks: TP, FP and FN pixel counts, each mask binarised at ``threshold``."""
     if predicted.shape != true.shape:
