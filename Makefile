@@ -1,5 +1,5 @@
 # make bench MODEL=jldcf|bbsnet|d3net|clip-tiny|rgbd-clip|clip [CKPT=file] [DATA=folder DATASET=NJU2K] [SUITE=default|own|transfer|clip] [DEVICE=cpu] [ARGS="--model-arg backbone=resnet50"]
-# make transfer [MODELS="jldcf bbsnet d3net"]   make defenses [MODELS=...]   make perf   make compare BASE=HEAD~1
+# make transfer [MODELS="jldcf bbsnet d3net"]   make defenses [MODELS=...]   make patch-defenses [MODELS=...]   make perf   make compare BASE=HEAD~1
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +8,7 @@ DEVICE ?= cpu
 BASE   ?= HEAD~1
 MODELS ?= jldcf bbsnet d3net
 
-.PHONY: bench transfer defenses test compare list train perf venv clean
+.PHONY: bench transfer defenses patch-defenses test compare list train perf venv clean
 
 $(PY): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ transfer: $(PY)
 defenses: $(PY)
 	for m in $(MODELS) $(addsuffix -tiny-at,$(MODELS)); do \
 		$(PY) -m benchmark run --model $$m --suite defenses --device $(DEVICE) $(ARGS) || exit 1; done
+
+# the patch-defenses suite on every model in MODELS -> leaderboards/saliency-patch-defenses.md
+patch-defenses: $(PY)
+	for m in $(MODELS); do \
+		$(PY) -m benchmark run --model $$m --suite patch-defenses --device $(DEVICE) $(ARGS) || exit 1; done
 
 train: $(PY)
 	$(PY) -m benchmark train --model $(MODEL)

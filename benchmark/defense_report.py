@@ -14,6 +14,10 @@ Per (model, defense, attack setting), with m the task's first metric (S, top-1):
 A model group is a model, its checkpoint and arguments, the dataset and the number of images scored,
 so cells run on a subset (``images: 8``) are compared with the undefended model on the same subset.
 
+Patch defenses (APDE-style, Revisiting Adversarial Patch Defenses on Object Detectors, ICCV 2025) add,
+per patch setting, the defense best on the mean and the one best on the min robust score over models,
+and how well their masks locate the true patch (SmIoU, NmIoU, precision, recall), mean and min over models.
+
 Across models, the mean and the min (as APDE-style reports do: a defense that helps one model and not
 another must not look good on average). Flags (Carlini et al. 2019, "On Evaluating Adversarial
 Robustness"; AutoAttack's checks) are computed on the adaptive cells the suite includes and are
@@ -40,6 +44,7 @@ import pandas as pd
 from benchmark import plots
 from benchmark.metrics import HIGHER_IS_BETTER
 from benchmark.suite import fmt_eps
+from defenses import DEFENSES
 
 TOLERANCE = 0.01  # a flag needs the unexpected order by more than this
 UNBOUNDED_MARGIN = 0.05
@@ -47,6 +52,7 @@ BLACK_BOX = ("art-square", "square", "zoo", "art-zoo", "art-hsj")
 TRAINED_SUFFIXES = ("-at", "-tecoa")  # adversarially fine-tuned variants (benchmark/training/adversarial.py)
 SETTING = ["attack", "norm", "eps", "eps_depth", "modality", "steps", "surrogate"]
 GROUP = ["model", "checkpoint", "model_args", "dataset", "n_images"]
+LOCALISATION = ["SmIoU", "NmIoU", "mask_precision", "mask_recall"]
 
 
 def base_model(model: str) -> str:
@@ -175,13 +181,54 @@ def _setting(r: pd.Series) -> str:
 
 def headline(rows: pd.DataFrame) -> pd.DataFrame:
     """The rows of the headline setting: white-box PGD on rgbd (a classifier: its query) at the bounded
-    budget most defenses have, with the most steps."""
-    pgd = rows[(rows.attack == "pgd") & (rows.modality == widest_modality(rows)) & (rows.surrogate == "-")
-               & (rows.eps < 0.5)]
-    if pgd.empty:
-        return pgd
-    best = pgd.groupby(["eps", "steps"]).defense.nunique().sort_index(ascending=[True, False]).idxmax()
-    return pgd[(pgd.eps == best[0]) & (pgd.steps == best[1])]
+    budget most defenses have, with the most steps; in a table without PGD (patch defenses), the
+    per-image patch on rgbd likewise."""
+    white_box = rows[(rows.modality == widest_modality(rows)) & (rows.surrogate == "-")]
+    top = white_box[(white_box.attack == "pgd") & (white_box.eps < 0.5)]
+    if top.empty:
+        top = white_box[white_box.attack == "patch"]
+    if top.empty:
+        return top
+    best = top.groupby(["eps", "steps"]).defense.nunique().sort_index(ascending=[True, False]).idxmax()
+    return top[(top.eps == best[0]) & (top.steps == best[1])]
+
+
+def localisation_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (model group, defense, patch setting, eval): how well the defense's mask matches the true patch
+    mask (SmIoU, NmIoU, precision, recall; ``benchmark/metrics/patch.py``), from patch cells behind a patch
+    defense."""
+    if "SmIoU" not in table:
+        return pd.DataFrame()
+    located = table[(table.norm == "patch") & table.SmIoU.notna() & (table.defense != "none")]
+    return located[[*GROUP, "defense", "eval", *SETTING, *LOCALISATION]]
+
+
+def _best_patch_defenses(rows: pd.DataFrame) -> list[str]:
+    """Per patch setting: the defense with the best mean robust score over models, and the best min."""
+    patch = rows[(rows.norm == "patch") & (rows.model.map(base_model) == rows.model)]
+    if patch.empty:
+        return []
+    lines = ["## Best patch defense per attack (robust score over models)\n", "| setting | best on mean | best on min |",
+             "|---|---|---|"]
+    for _, g in patch.groupby(SETTING, sort=True):
+        by = g.groupby("defense").robust.agg(["mean", "min"])
+        mean, low = by["mean"].idxmax(), by["min"].idxmax()
+        lines.append(f"| {_setting(g.iloc[0])} | {mean} ({_f(by['mean'][mean])}) | {low} ({_f(by['min'][low])}) |")
+    return [*lines, ""]
+
+
+def _localisation(located: pd.DataFrame) -> list[str]:
+    """The mean / min over models of each mask score, per defense, patch setting and eval."""
+    if located.empty:
+        return []
+    lines = ["## Patch localisation: mean / min over models\n",
+             "Soft masks binarised at 0.5; SmIoU = sum TP / sum (TP + FP + FN) over the images, NmIoU = the mean of "
+             "the per-image IoU (an image whose predicted and true masks are both empty counts 1).\n",
+             "| defense | setting | eval | models | SmIoU | NmIoU | precision | recall |", "|" + "---|" * 8]
+    for (defense, ev, *_), g in located.groupby(["defense", "eval", *SETTING], sort=True):
+        scores = " | ".join(f"{_f(g[c].mean())} / {_f(g[c].min())}" for c in LOCALISATION)
+        lines.append(f"| {defense} | {_setting(g.iloc[0])} | {ev} | {g.model.nunique()} | {scores} |")
+    return [*lines, ""]
 
 
 def render(table: pd.DataFrame, task: str, metric: str, plot: Path) -> str:
@@ -211,6 +258,7 @@ def render(table: pd.DataFrame, task: str, metric: str, plot: Path) -> str:
                      f"| **{_f(g.robust.mean())} / {_f(g.robust.min())}** | {_f(g.adaptive.mean())} | {_f(g.oblivious.mean())} "
                      f"| {_f(g.gap.mean())} | {_f(g.recovery.mean(), 2)} / {_f(g.recovery.min(), 2)} |")
     lines.append("")
+    lines += _best_patch_defenses(rows) + _localisation(localisation_rows(table))
     trained = trained_rows(table, metric)
     if not trained.empty:
         lines += ["## Adversarially trained variants against their base\n",
@@ -228,6 +276,11 @@ def render(table: pd.DataFrame, task: str, metric: str, plot: Path) -> str:
         raised = {d: flags.get((*key, d), []) for d in sorted(set(table[(table.model == model)].defense))}
         flagged = [f"`{d}`: {', '.join(f)}" for d, f in raised.items() if f]
         lines.append("Masking flags: " + ("; ".join(flagged) if flagged else "none") + ".\n")
+        figures = [f for f in sorted((plot.parent / f"{plot.stem}-figures").glob(f"{model}-*.png"))
+                   if f.stem.removeprefix(f"{model}-") in DEFENSES]  # not jldcf-tiny-at's under jldcf-tiny
+        if figures:
+            lines.append("Adaptive patches through each defense (figures): " + ", ".join(
+                f"[{f.stem.removeprefix(model + '-')}]({f.parent.name}/{f.name})" for f in figures) + ".\n")
         lines += ["| defense | setting | clean | clean drop | undefended | oblivious | adaptive | robust | gap | recovery | ms |",
                   "|" + "---|" * 11]
         for _, r in g.iterrows():

@@ -99,3 +99,23 @@ def defense_tradeoff(rows: pd.DataFrame, out: Path, metric: str, title: str) -> 
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def patch_defense_gallery(rgb: np.ndarray, depth: np.ndarray, true: np.ndarray, located: np.ndarray,
+                          before: np.ndarray, after: np.ndarray, out: Path, title: str) -> Path:
+    """One row per image: the adversarial RGB (H,W,3) and depth, the true patch mask, where the defense
+    located the patch, and the model's map without and with the defense (all in [0,1])."""
+    columns = [("adversarial RGB", rgb, None), ("adversarial depth", depth, "gray"), ("true patch", true, "gray"),
+               ("located", located, "gray"), ("map, undefended", before, "gray"), ("map, defended", after, "gray")]
+    fig, axes = plt.subplots(len(rgb), len(columns), figsize=(1.3 * len(columns), 1.3 * len(rgb) + 0.4), squeeze=False)
+    for j, (name, images, cmap) in enumerate(columns):
+        for i, ax in enumerate(axes[:, j]):
+            ax.imshow(images[i], cmap=cmap, vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+        axes[0, j].set_title(name, fontsize=6)
+    fig.suptitle(title, fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out

@@ -94,6 +94,14 @@ class RunStore:
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
 
+    def adversarial(self, cell_id: str) -> dict[str, np.ndarray]:
+        """A cell's stored adversarial inputs (names, 8-bit rgb, 16-bit depth, bool patch mask); {} if none."""
+        path = self.cells / cell_id / "adversarial.npz"
+        if not path.is_file():
+            return {}
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+
     def universal_path(self, cell_id: str) -> Path:
         return self.root / "universal" / f"{cell_id}.pt"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -30,7 +31,7 @@ from benchmark.provenance import code_state, device_info, git_state, library_ver
 from benchmark.results import RunStore
 from benchmark.suite import Cell, Suite, load_suite
 from benchmark.tasks import TASKS
-from benchmark.zoo import ResolvedModel, resolve_model
+from benchmark.zoo import ResolvedModel, resolve_model, trained_checkpoint
 from defenses import ExpectationOverTransformation, build_defense
 
 
@@ -80,7 +81,8 @@ def stack_curves(curves: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.array([c[k] for c in curves]) for k in curves[0]} if curves else {}
 
 
-INFO = ("queries", "success", "l0", "patch_area", "patch_side")  # per-image numbers averaged into the summary
+# per-image numbers averaged into the summary (certified: the share of clean images a defense certifies)
+INFO = ("queries", "success", "l0", "patch_area", "patch_side", "certified")
 # minimum-norm attacks: the median size of the perturbations found (inf: none); a defense's ms per image
 MEDIAN_INFO = ("found_norm", "defense_ms")
 
@@ -95,6 +97,8 @@ def defended_models(cell: Cell, model: torch.nn.Module, crafter: torch.nn.Module
     defense = None
     if cell.defense is not None:
         defense = build_defense(cell.defense["name"], **{k: v for k, v in cell.defense.items() if k != "name"})
+        if getattr(defense, "checkpoint", None) == "trained":  # a learned defense: our recipe's cached network
+            defense.load(trained_checkpoint(defense.trained_variant))
     scored = model if defense is None else task.defended(model, defense, cell)
     if cell.eval != "adaptive":
         return scored, crafter
@@ -192,6 +196,8 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
             logits = task.forward(scored, rgb, depth, b)
         if scored is not model:  # the defense's own cost in that forward pass
             per_image["defense_ms"] = torch.full((len(b.names),), 1000 * scored.defense_seconds / len(b.names))
+        if cell.attack == "none" and hasattr(scored, "certified"):  # a certifying defense (PatchCleanser)
+            per_image["certified"] = scored.certified(rgb if cell.threat.modality == "rgb" else depth, b.target).float()
         if mask is not None and getattr(scored, "defense_mask", None) is not None:  # where it located the patch
             per_image.update(mask_counts(scored.defense_mask.cpu().numpy(), mask.cpu().numpy()))
         for i, (scores, image_curves) in enumerate(task.score(scored, logits, b)):
@@ -260,6 +266,41 @@ def fit_universal(cell: Cell, crafter: torch.nn.Module, task: Any, suite: Suite,
                                           "eps": cell.threat.space_eps, "modality": cell.threat.space_modality,
                                           "fit_dataset": fit_name, "fit_images": n, "seed": seed})
     return pert
+
+
+GALLERY_IMAGES = 4
+
+
+def patch_galleries(suite: Suite, store: RunStore, model: torch.nn.Module, task: Any, name: str,
+                    figures: Path | None) -> None:
+    """Per patch defense, a figure of its adaptive per-image rgbd patch cell on the first images (the
+    stored adversarial inputs, the true and the located patch, the map without and with the defense),
+    saved with the run and, as ``<name>-<defense>.png``, in ``figures`` next to the leaderboard."""
+    if task.name != "saliency":
+        return
+    for cell in suite.cells:
+        if cell.attack != "patch" or cell.eval != "adaptive" or cell.defense is None or cell.threat.modality != "rgbd":
+            continue
+        arrays = store.adversarial(cell.id)
+        if not arrays:
+            continue
+        k = min(GALLERY_IMAGES, len(arrays["names"]))
+        device = next(model.parameters()).device
+        rgb = torch.from_numpy(arrays["rgb"][:k]).permute(0, 3, 1, 2).float().div(255).to(device)
+        depth = torch.from_numpy(arrays["depth"][:k].astype(np.float32)).div(65535)[:, None].to(device)
+        scored = defended_models(cell, model, model, task)[0]
+        with torch.no_grad():
+            before, after = torch.sigmoid(model(rgb, depth)), torch.sigmoid(scored(rgb, depth))
+        if scored.defense_mask is None:
+            continue
+        images = [rgb.permute(0, 2, 3, 1), depth[:, 0], torch.from_numpy(arrays["mask"][:k]).float(),
+                  scored.defense_mask[:, 0], before[:, 0], after[:, 0]]
+        path = store.root / "figures" / f"{cell.defense['name']}.png"
+        plots.patch_defense_gallery(*(x.cpu().numpy() for x in images), path,
+                                    title=f"{name}: {cell.attack} {cell.threat.modality}, adaptive, {cell.defense_label}")
+        if figures is not None:
+            figures.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, figures / f"{name}-{cell.defense['name']}.png")
 
 
 def check_cells(suite: Suite, task: Any) -> None:
@@ -371,6 +412,8 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
         summary["clean_metrics"] = task.summarise(records[:k], {c: v[:k] for c, v in curves.items()})
     rows = leaderboard.rows(summaries, model=resolved.name, checkpoint=resolved.checkpoint, dataset=dataset_name,
                             model_args=cfg.model_args, seed=suite.seed, batch_size=suite.batch_size)
+    figures = cfg.leaderboard_dir / f"{task.name}-{suite.leaderboard}-figures" if suite.leaderboard else None
+    patch_galleries(suite, store, model, task, resolved.name, figures)  # before the table that links them
     table = leaderboard.update(cfg.leaderboard_dir, task.name, rows, suite.leaderboard)
     plots.robustness_curves(rows[rows.defense == "none"], store.root / "robustness.png", title=f"{resolved.name} on {dataset_name}",
                             metric=task.metrics[0])

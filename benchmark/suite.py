@@ -194,8 +194,8 @@ def load_suite(name_or_path: str) -> Suite:
         if c.datasets and not set(c.datasets) <= set(datasets):
             raise ValueError(f"{path}: cell {c.attack} names datasets {list(c.datasets)} outside the suite's {list(datasets)}")
     table = raw.get("leaderboard")
-    if table is not None and (not isinstance(table, str) or not table.isidentifier()):
-        raise ValueError(f"{path}: 'leaderboard' is a table name suffix (a word), got {table!r}")
+    if table is not None and (not isinstance(table, str) or not table.replace("-", "_").isidentifier()):
+        raise ValueError(f"{path}: 'leaderboard' is a table name suffix (words joined by '-'), got {table!r}")
     return Suite(name=path.stem, datasets=datasets, batch_size=int(raw.get("batch_size", 16)),
                  seed=int(raw.get("seed", 0)), cells=cells, limit=raw.get("limit"), leaderboard=table)
 

@@ -60,14 +60,20 @@ def resolve_model(name: str, ckpt: str | None = None, model_args: dict[str, Any]
     variant = TINY_VARIANT.get(name, name)
     if variant not in TRAINERS:
         raise ValueError(f"model {name!r} needs a checkpoint: CKPT=/path/to/weights")
+    path = trained_checkpoint(variant, cache)
+    model = build_model(variant, **model_args)
+    load_weights(model, variant, path)
+    return ResolvedModel(model, variant, f"trained:recipe-{TRAINERS[variant][0].id}", str(path), sha256_file(path))
+
+
+def trained_checkpoint(variant: str, cache: Path = CACHE) -> Path:
+    """The cached checkpoint of a trained variant (a tiny model, a defense's network), trained by its
+    recipe first if missing."""
     recipe, trainer = TRAINERS[variant]
     path = cache / f"{variant}-{recipe.id}.pt"
     if not path.is_file():
         print(f"[bench] no cached checkpoint for {variant}: training it on its embedded train split "
               f"(once; cached at {path})", file=sys.stderr)
         scores = trainer(variant, path, recipe)
-        print(f"[bench] trained {variant}: clean test scores " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()),
-              file=sys.stderr)
-    model = build_model(variant, **model_args)
-    load_weights(model, variant, path)
-    return ResolvedModel(model, variant, f"trained:recipe-{recipe.id}", str(path), sha256_file(path))
+        print(f"[bench] trained {variant}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()), file=sys.stderr)
+    return path

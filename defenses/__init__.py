@@ -19,6 +19,8 @@ from .jedi import Jedi
 from .jpeg import JPEG
 from .lgs import LocalGradientsSmoothing
 from .median import MedianSmoothing
+from .patch_cleanser import PatchCleanser
+from .patch_segmenter import PatchSegmenter
 from .resize_pad import RandomResizePad
 from .tvm import TotalVariationMinimization
 
@@ -40,6 +42,9 @@ DEFENSES: dict[str, type[Defense] | None] = {
     "jedi": Jedi,  # local entropy, in-painted
     "feature-shield": FeatureShield,  # FFT high-frequency outliers, blurred
     "depth-consistency": DepthConsistency,  # ours: structure one modality has and the other lacks
+    "patch-segmenter": PatchSegmenter,  # learned (SAC / PatchZero style), trained by our recipe
+    # classifier-level: wraps the model (wrap(model)), certifies
+    "patch-cleanser": PatchCleanser,  # double masking
 }
 
 

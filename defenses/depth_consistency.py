@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Defense, DefenseOutput
-from .gaussian import GaussianBlur
+from .gaussian import fill_from_neighbours
 from .lgs import gradient_magnitude, luma
 
 
@@ -45,10 +45,7 @@ class DepthConsistency(Defense):
         return F.avg_pool2d(F.pad(g, (k // 2,) * 4, mode="replicate"), k, stride=1)
 
     def fill(self, x: Tensor, mask: Tensor) -> Tensor:
-        """x with the masked pixels replaced by the Gaussian-weighted mean of the unmasked ones."""
-        blur = GaussianBlur(self.sigma).purify
-        keep = 1 - mask
-        return x * keep + blur(x * keep) / blur(keep).clamp_min(1e-6) * mask
+        return fill_from_neighbours(x, mask, self.sigma)
 
     def forward(self, rgb: Tensor | None, depth: Tensor | None) -> DefenseOutput:
         if rgb is None or depth is None:

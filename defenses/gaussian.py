@@ -23,3 +23,11 @@ class GaussianBlur(Defense):
         k = 2 * math.ceil(3 * self.sigma) + 1
         k = min(k, 2 * (min(x.shape[-2:]) // 2) - 1)  # reflection needs the kernel inside the image
         return gaussian_blur(x, [k, k], [self.sigma, self.sigma])
+
+
+def fill_from_neighbours(x: Tensor, mask: Tensor, sigma: float) -> Tensor:
+    """x with the pixels under ``mask`` (N,1,H,W) replaced by the Gaussian-weighted mean of the unmasked
+    ones, a normalised convolution G * (x (1 - m)) / G * (1 - m): the masked pixels do not leak into it."""
+    blur = GaussianBlur(sigma).purify
+    keep = 1 - mask
+    return x * keep + blur(x * keep) / blur(keep).clamp_min(1e-6) * mask

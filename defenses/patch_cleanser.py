@@ -15,18 +15,22 @@ included) is its true label: no patch inside the covered size can change the out
 model states it), fill 0.5: the official code fills with 0 after normalisation (the normalisation
 mean); our models normalise inside ``forward``, so the fill is a pixel value, grey.
 
-Not an input transform: it wraps the model. The logits it returns are those of a masked forward pass
-that predicted the defended label (so argmax is the defense's label). Not differentiable: its labels
-come from votes.
+Not an input transform: a classifier-level defense (``wraps_model``): ``wrap(model)`` is the defended
+classifier, whose logits are those of a masked forward pass that predicted the defended label (so argmax
+is the defense's label). Its label comes from votes, so an adaptive attacker gets a surrogate gradient
+(BPDA): the mean of the first-round masked logits, the ensemble whose majority the attack must flip.
 """
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 from torch import Tensor, nn
 
-from models.base import ModelWrapper
+from models.base import ModelWrapper, straight_through
+
+from .base import Defense, DefenseOutput
 
 
 def mask_set(height: int, width: int, patch: int, per_axis: int = 6) -> Tensor:
@@ -46,43 +50,76 @@ def mask_set(height: int, width: int, patch: int, per_axis: int = 6) -> Tensor:
     return keep
 
 
-class PatchCleanser(ModelWrapper):
-    differentiable = False
+class PatchCleanser(Defense):
+    """The defense's configuration; ``wrap(model)`` is the defended classifier."""
 
-    def __init__(self, model: nn.Module, patch: float = 0.04, per_axis: int = 6, fill: float = 0.5):
-        super().__init__(model)
+    differentiable = False
+    wraps_model = True
+    modalities = ("rgb", "depth")
+
+    def __init__(self, patch: float = 0.04, per_axis: int = 6, fill: float = 0.5, modality: str = "rgb"):
+        super().__init__(modality)
+        if not 0 < patch < 1 or per_axis < 1:
+            raise ValueError(f"patch-cleanser: patch is an area fraction in (0, 1) and per_axis >= 1, got {patch}, {per_axis}")
         self.patch, self.per_axis, self.fill = patch, per_axis, fill
+
+    def forward(self, rgb: Tensor | None, depth: Tensor | None) -> DefenseOutput:
+        raise TypeError("patch-cleanser wraps a classifier, it does not transform inputs: use wrap(model)")
+
+    def wrap(self, model: nn.Module) -> "CleansedClassifier":
+        return CleansedClassifier(model, self)
+
+
+class CleansedClassifier(ModelWrapper):
+    """``model`` behind double masking: one query image (N,C,H,W) in, (N, classes) logits out."""
+
+    def __init__(self, model: nn.Module, defense: PatchCleanser):
+        super().__init__(model)
+        self.defense = defense
+        self.defense_seconds = 0.0
+        self.defense_mask: Tensor | None = None
 
     def masks(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        side = max(1, math.floor(math.sqrt(self.patch * h * w)))
-        return mask_set(h, w, side, self.per_axis).to(x.device)
+        side = max(1, math.floor(math.sqrt(self.defense.patch * h * w)))
+        return mask_set(h, w, side, self.defense.per_axis).to(x.device)
 
     def masked_logits(self, x: Tensor, keep: Tensor) -> Tensor:
-        return self.model(torch.where(keep, x, torch.full_like(x, self.fill)))
+        """(N, K, classes): the logits of every image under each of the K masks ``keep`` (K,1,H,W)."""
+        n, k = len(x), len(keep)
+        masked = torch.where(keep[None], x[:, None], torch.full_like(x[:, None], self.defense.fill))
+        return self.model(masked.flatten(0, 1)).view(n, k, -1)
+
+    def vote(self, x: Tensor, masks: Tensor, labels: Tensor) -> Tensor:
+        """(N,) the index of a first-round mask whose label is the defended one (cases I-III above)."""
+        chosen = []
+        for n in range(len(x)):
+            majority = int(labels[n].bincount().argmax())
+            pick = int((labels[n] == majority).nonzero()[0])
+            for i in (i for i in range(len(masks)) if labels[n, i] != majority):  # the disagreers' masks
+                second = self.masked_logits(x[n:n + 1], masks[i] & masks)[0].argmax(-1)
+                if (second == labels[n, i]).all():
+                    pick = i
+                    break
+            chosen.append(pick)
+        return torch.tensor(chosen, device=x.device)
 
     def forward(self, x: Tensor) -> Tensor:
+        start = time.perf_counter()
         masks = self.masks(x)
-        first = torch.stack([self.masked_logits(x, m) for m in masks], 1)  # (N, K, classes)
-        labels = first.argmax(-1)
-        out = []
-        for n in range(len(x)):
-            votes = labels[n].bincount()
-            majority = int(votes.argmax())
-            chosen = majority
-            for i in (i for i in range(len(masks)) if labels[n, i] != majority):  # the disagreers' masks
-                second = torch.stack([self.masked_logits(x[n:n + 1], masks[i] & m)[0] for m in masks]).argmax(-1)
-                if (second == labels[n, i]).all():
-                    chosen = int(labels[n, i])
-                    break
-            out.append(first[n, int((labels[n] == chosen).nonzero()[0])])
-        return torch.stack(out)
+        first = self.masked_logits(x, masks)
+        with torch.no_grad():
+            chosen = self.vote(x, masks, first.argmax(-1))
+        exact = first[torch.arange(len(x), device=x.device), chosen]
+        self.defense_seconds = time.perf_counter() - start
+        return straight_through(exact, first.mean(1))
 
+    @torch.no_grad()
     def certified(self, x: Tensor, y: Tensor) -> Tensor:
-        """(N,) bool: every two-mask prediction of each image is its label y."""
+        """(N,) bool: every two-mask prediction of each image is its label y (no patch within the
+        covered size can change the output)."""
         masks = self.masks(x)
         ok = torch.ones(len(x), dtype=torch.bool, device=x.device)
         for i in range(len(masks)):
-            for j in range(i, len(masks)):
-                ok &= self.masked_logits(x, masks[i] & masks[j]).argmax(-1) == y
+            ok &= (self.masked_logits(x, masks[i] & masks[i:]).argmax(-1) == y[:, None]).all(1)
         return ok

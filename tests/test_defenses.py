@@ -10,7 +10,7 @@ from art.defences.preprocessor import SpatialSmoothing
 from benchmark.suite import load_suite
 from defenses import DEFENSES, DefendedModel, ExpectationOverTransformation, build_defense
 
-NAMES = [n for n in DEFENSES if n != "none"]
+NAMES = [n for n in DEFENSES if n != "none" and not getattr(DEFENSES[n], "wraps_model", False)]  # input transforms
 
 
 def _inputs(n: int = 2, size: int = 24, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -298,7 +298,7 @@ def test_jedi_window_sizes_entropy_and_a_noise_patch_found_on_a_smooth_image():
 
 
 def test_patch_cleanser_masks_cover_every_patch_and_double_masking_recovers_the_clean_label():
-    from defenses.patch_cleanser import PatchCleanser, mask_set
+    from defenses.patch_cleanser import mask_set
 
     keep = mask_set(32, 40, 5, per_axis=6)
     assert len(keep) == 36
@@ -317,8 +317,51 @@ def test_patch_cleanser_masks_cover_every_patch_and_double_masking_recovers_the_
     patched = clean.clone()
     patched[0, :, 3:9, 20:26] = 1.0  # 36 px < 4% of 1024
     patched[1, :, 25:31, 0:6] = 1.0
-    defended = PatchCleanser(BrightSpot(), patch=0.04)
+    defended = build_defense("patch-cleanser", patch=0.04).wrap(BrightSpot())
     assert BrightSpot()(patched).argmax(1).tolist() == [1, 1]
     assert defended(patched).argmax(1).tolist() == [0, 0]  # case II: the mask over the patch wins
+    x = patched.clone().requires_grad_(True)
+    defended(x)[:, 1].sum().backward()  # BPDA: the mean of the masked logits moves with the patch pixels
+    assert x.grad[0, :, 3:9, 20:26].abs().sum() > 0
+    with pytest.raises(TypeError, match="wraps a classifier"):
+        build_defense("patch-cleanser")(patched, None)
     assert defended.certified(clean, torch.zeros(2, dtype=torch.long)).all()
     assert not defended.certified(patched, torch.zeros(2, dtype=torch.long)).any()
+
+
+def test_square_completion_squares_the_largest_blob_inside_the_image():
+    from defenses.patch_segmenter import square_completion
+
+    mask = torch.zeros(3, 1, 12, 12)
+    mask[0, 0, 2:4, 3:8] = 1  # a 2 x 5 blob -> a 5 x 5 square centred on it: rows 0-4, cols 3-7
+    mask[0, 0, 10, 10] = 1  # a smaller blob is dropped
+    mask[1, 0, 9:12, 0:2] = 1  # at the border: 3 x 3, moved inside
+    out = square_completion(mask)
+    expected = torch.zeros(3, 1, 12, 12)
+    expected[0, 0, 0:5, 3:8] = 1
+    expected[1, 0, 9:12, 0:3] = 1
+    assert torch.equal(out, expected)  # and the empty third mask stays empty
+
+
+def test_patch_segmenter_fills_its_mask_and_passes_the_probability_gradient():
+    d = build_defense("patch-segmenter", modality="rgb")
+    torch.nn.init.constant_(d.net.head.bias, -10.0)  # flags nothing
+    rgb, depth = _inputs()
+    assert torch.equal(d(rgb, depth).rgb, rgb)
+    torch.nn.init.constant_(d.net.head.bias, 10.0)  # flags everything: the mean fill of nothing kept is 0
+    rgb.requires_grad_(True)
+    out = d(rgb, depth)
+    assert out.mask.min() == 1 and torch.equal(out.depth, depth)
+    out.rgb.sum().backward()  # the hard mask's straight-through gradient is the probability's
+    assert rgb.grad.abs().sum() > 0
+
+
+def test_tvm_is_arts_total_variation_minimisation_bit_for_bit():
+    from art.defences.preprocessor import TotalVarMin
+
+    rgb, _ = _inputs(n=3, size=20)
+    np.random.seed(3)
+    ours = build_defense("tvm", max_iter=5).purify(rgb)
+    np.random.seed(3)
+    art, _ = TotalVarMin(prob=0.3, lamb=0.5, max_iter=5, clip_values=(0.0, 1.0))(rgb.double().permute(0, 2, 3, 1).numpy())
+    assert torch.equal(ours, torch.from_numpy(art).permute(0, 3, 1, 2).float())

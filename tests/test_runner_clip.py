@@ -74,3 +74,33 @@ def test_a_saliency_suite_on_a_clip_model_is_a_clear_error(tmp_path, clip_checkp
         run(cfg)
     with pytest.raises(ValueError, match="needs an open_clip architecture"):
         CLIPZeroShot()
+
+
+PATCH_SUITE = """
+dataset: shapes
+batch_size: 16
+seed: 0
+limit: 16
+leaderboard: patch-defenses
+cells:
+  - {attack: none, defense: [none, {name: patch-cleanser, per_axis: 4}]}
+  - {attack: patch, norm: patch, eps: 0.04, steps: 5, params: {placement: random}}
+  - {attack: patch, norm: patch, eps: 0.04, steps: 5, params: {placement: random}, defense: {name: patch-cleanser, per_axis: 4},
+     eval: [oblivious, adaptive]}
+"""
+
+
+@pytest.mark.slow
+def test_patch_cleanser_reports_certified_accuracy_next_to_clean_and_robust(tmp_path, trained_clip_tiny):
+    (tmp_path / "patch.yaml").write_text(PATCH_SUITE)
+    [root] = run(RunConfig(model="clip-tiny", ckpt=str(trained_clip_tiny), suite=str(tmp_path / "patch.yaml"),
+                           results_dir=tmp_path / "results", leaderboard_dir=tmp_path / "lb"))
+    table = pd.read_csv(tmp_path / "lb" / "classification-patch-defenses.csv")
+    cleansed = table[table.defense.str.startswith("patch-cleanser")]
+    clean = cleansed[cleansed.attack == "none"].iloc[0]
+    assert 0 < clean.certified <= clean.top1  # a certified image is classified correctly
+    assert set(cleansed[cleansed.attack == "patch"]["eval"]) == {"oblivious", "adaptive"}
+    [cell] = [c["id"] for c in json.loads((root / "manifest.json").read_text())["cells"]
+              if c["attack"] == "none" and c.get("defense")]
+    records = [json.loads(x) for x in (root / "cells" / cell / "records.jsonl").read_text().splitlines()]
+    assert all(r["top1"] == 1 for r in records if r["certified"] == 1)

@@ -20,8 +20,8 @@ defenses: &defenses
 cells:
   - {attack: none, defense: [none, *defenses]}
   - {attack: pgd, eps: 8/255, modality: rgbd, steps: 10, defense: [none, *defenses], eval: [oblivious, adaptive]}
-  - {attack: patch, norm: patch, eps: 0.04, modality: rgb, steps: 3, eval: oblivious,
-     defense: [none, {name: lgs}, {name: depth-consistency, modality: rgb}]}
+  - {attack: patch, norm: patch, eps: 0.04, modality: rgbd, steps: 3, eval: [oblivious, adaptive],
+     defense: [none, {name: lgs, modality: rgbd}, {name: depth-consistency}]}
 """
 
 
@@ -88,7 +88,8 @@ def test_defenses_report_shows_both_numbers_the_gap_and_a_plot(defended_run):
 def test_a_patch_defense_is_scored_on_where_it_located_the_patch(defended_run):
     run_dir, _, table = defended_run
     cells = json.loads((run_dir / "manifest.json").read_text())["cells"]
-    patch = {(c.get("defense") or {}).get("name", "none"): c["id"] for c in cells if c["attack"] == "patch"}
+    patch = {(c.get("defense") or {}).get("name", "none"): c["id"] for c in cells
+             if c["attack"] == "patch" and c.get("eval") != "adaptive"}
     records = _records(run_dir, patch["lgs"])
     areas = [r["mask_tp"] + r["mask_fn"] for r in records]  # every true patch pixel is found or missed
     assert len(set(areas)) == 1 and areas[0] > 0
@@ -98,3 +99,14 @@ def test_a_patch_defense_is_scored_on_where_it_located_the_patch(defended_run):
         assert 0 < row.SmIoU <= 1 and 0 < row.NmIoU <= 1 and 0 <= row.mask_precision <= 1, row
     tp, fp, fn = (sum(r[k] for r in records) for k in ("mask_tp", "mask_fp", "mask_fn"))
     assert _row(table, "lgs", "oblivious", attack="patch").SmIoU == pytest.approx(tp / (tp + fp + fn))
+
+
+def test_patch_defenses_report_localisation_the_best_defense_and_a_gallery(defended_run):
+    run_dir, tmp, _ = defended_run
+    md = (tmp / "leaderboards" / "saliency-defenses.md").read_text()
+    assert "## Patch localisation: mean / min over models" in md and "## Best patch defense per attack" in md
+    assert "| lgs(modality=rgbd,overlap=5,smoothing=2.3,threshold=0.1,window=15) | patch-3 patch 0.04 rgbd | adaptive | 1 |" in md
+    for name in ("lgs", "depth-consistency"):  # the adaptive rgbd patch through each defense, linked
+        assert (run_dir / "figures" / f"{name}.png").stat().st_size > 1000
+        assert f"[{name}](saliency-defenses-figures/jldcf-tiny-{name}.png)" in md
+        assert (tmp / "leaderboards" / "saliency-defenses-figures" / f"jldcf-tiny-{name}.png").is_file()

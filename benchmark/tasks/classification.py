@@ -110,7 +110,10 @@ class ClassificationTask:
         return cell
 
     def defended(self, model: nn.Module, defense: Defense, cell: Cell) -> nn.Module:
-        """The classifier behind ``defense``, which purifies its query (the bound cell's modality)."""
+        """The classifier behind ``defense``, which purifies its query (the bound cell's modality), or that
+        a classifier-level defense (PatchCleanser) wraps."""
+        if getattr(defense, "wraps_model", False):
+            return defense.wrap(model)
         return DefendedModel(model, defense, query=cell.threat.modality)
 
     def attack_space(self, batch: LabelledBatch, threat: ThreatModel) -> AttackSpace:

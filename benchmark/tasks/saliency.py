@@ -28,7 +28,7 @@ from benchmark.data import Batch, Sample, make_batch
 from benchmark.metrics import saliency as sod
 from benchmark.metrics.masked import MaskedSODMetrics
 from benchmark.suite import Cell
-from defenses import DefendedModel, Defense
+from defenses import DEFENSES, DefendedModel, Defense
 from models.base import ModelView
 
 
@@ -113,7 +113,10 @@ class SaliencyTask:
         """Nothing to build: a saliency model's output does not depend on the dataset."""
 
     def bind(self, cell: Cell, dataset: Any) -> Cell:
-        """Every RGB-D dataset has both modalities: the cell as it is."""
+        """Every RGB-D dataset has both modalities: the cell as it is, unless its defense is a classifier's."""
+        if cell.defense is not None and getattr(DEFENSES[cell.defense["name"]], "wraps_model", False):
+            raise ValueError(f"cell {cell.attack} with defense {cell.defense_label}: a classifier-level defense, "
+                             f"not for a saliency model")
         return cell
 
     def forward(self, model: nn.Module, rgb: Tensor, depth: Tensor, batch: Batch) -> Tensor:

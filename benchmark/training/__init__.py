@@ -15,6 +15,8 @@ from .rgbd_clip import RECIPES as RGBD_CLIP_RECIPES
 from .rgbd_clip import train_rgbd_clip
 from .saliency import RECIPES as SALIENCY_RECIPES
 from .saliency import train
+from .segmenter import RECIPES as SEGMENTER_RECIPES
+from .segmenter import train_segmenter
 
 TRAINERS: dict[str, tuple[Any, Callable[..., dict[str, float]]]] = {
     **{name: (recipe, train) for name, recipe in SALIENCY_RECIPES.items()},
@@ -22,4 +24,5 @@ TRAINERS: dict[str, tuple[Any, Callable[..., dict[str, float]]]] = {
     **{name: (recipe, train_clip) for name, recipe in CLIP_RECIPES.items()},
     **{name: (recipe, train_tecoa) for name, recipe in TECOA_RECIPES.items()},  # TeCoA
     **{name: (recipe, train_rgbd_clip) for name, recipe in RGBD_CLIP_RECIPES.items()},
+    **{name: (recipe, train_segmenter) for name, recipe in SEGMENTER_RECIPES.items()},  # a defense's network
 }
