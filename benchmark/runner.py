@@ -105,7 +105,8 @@ def defended_models(cell: Cell, model: torch.nn.Module, crafter: torch.nn.Module
     view = crafter.adaptive_view() if hasattr(crafter, "adaptive_view") else crafter
     if defense is None:
         return scored, view
-    view = task.defended(view, defense, cell)
+    # a classifier-level defense (PatchCleanser): its differentiable surrogate, not its exact vote
+    view = defense.wrap(view, vote=False) if getattr(defense, "wraps_model", False) else task.defended(view, defense, cell)
     if "eot" not in cell.params:  # deterministic, or a black-box attack, whose every query is one draw
         return scored, view
     return scored, ExpectationOverTransformation(view, int(cell.params["eot"]))

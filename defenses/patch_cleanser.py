@@ -17,8 +17,9 @@ mean); our models normalise inside ``forward``, so the fill is a pixel value, gr
 
 Not an input transform: a classifier-level defense (``wraps_model``): ``wrap(model)`` is the defended
 classifier, whose logits are those of a masked forward pass that predicted the defended label (so argmax
-is the defense's label). Its label comes from votes, so an adaptive attacker gets a surrogate gradient
-(BPDA): the mean of the first-round masked logits, the ensemble whose majority the attack must flip.
+is the defense's label). Its label comes from votes, so an adaptive attacker crafts on a differentiable
+surrogate, the mean of the first-round masked logits (the ensemble whose majority it must flip;
+``wrap(model, vote=False)``); the exact classifier passes that surrogate's gradient backward (BPDA).
 """
 from __future__ import annotations
 
@@ -66,16 +67,19 @@ class PatchCleanser(Defense):
     def forward(self, rgb: Tensor | None, depth: Tensor | None) -> DefenseOutput:
         raise TypeError("patch-cleanser wraps a classifier, it does not transform inputs: use wrap(model)")
 
-    def wrap(self, model: nn.Module) -> "CleansedClassifier":
-        return CleansedClassifier(model, self)
+    def wrap(self, model: nn.Module, vote: bool = True) -> "CleansedClassifier":
+        """The defended classifier; ``vote=False``: its differentiable surrogate alone (what adaptive
+        attacks craft on: the double-masking vote's second round costs up to K forward passes per image)."""
+        return CleansedClassifier(model, self, vote)
 
 
 class CleansedClassifier(ModelWrapper):
-    """``model`` behind double masking: one query image (N,C,H,W) in, (N, classes) logits out."""
+    """``model`` behind double masking: one query image (N,C,H,W) in, (N, classes) logits out; without
+    ``vote``, the mean of the first-round masked logits."""
 
-    def __init__(self, model: nn.Module, defense: PatchCleanser):
+    def __init__(self, model: nn.Module, defense: PatchCleanser, vote: bool = True):
         super().__init__(model)
-        self.defense = defense
+        self.defense, self.exact = defense, vote
         self.defense_seconds = 0.0
         self.defense_mask: Tensor | None = None
 
@@ -108,6 +112,8 @@ class CleansedClassifier(ModelWrapper):
         start = time.perf_counter()
         masks = self.masks(x)
         first = self.masked_logits(x, masks)
+        if not self.exact:
+            return first.mean(1)
         with torch.no_grad():
             chosen = self.vote(x, masks, first.argmax(-1))
         exact = first[torch.arange(len(x), device=x.device), chosen]

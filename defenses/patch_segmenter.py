@@ -44,25 +44,29 @@ def _stage(cin: int, cout: int) -> nn.Sequential:
 
 
 class SegmenterNet(nn.Module):
-    """A small U-Net: three stages down (``width``, 2x, 4x channels; 2x2 max pooling between them), two
-    up (bilinear upsampling, the skip concatenated), a 1x1 head: one patch logit per pixel, any H, W."""
+    """A small U-Net at half resolution: a stride-2 stem, three stages down (``width``, 2x, 4x channels;
+    2x2 max pooling between them), two up (bilinear upsampling, the skip concatenated), a 1x1 head, and
+    the logits upsampled to the input's size: one patch logit per pixel, any H, W. Half resolution costs
+    a quarter of the compute; a patch's edge is still placed to within a pixel or two."""
 
-    def __init__(self, in_channels: int = 4, width: int = 8):
+    def __init__(self, in_channels: int = 4, width: int = 16):
         super().__init__()
         w = width
-        self.down = nn.ModuleList([_stage(in_channels, w), _stage(w, 2 * w), _stage(2 * w, 4 * w)])
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w),
+                                  nn.ReLU(inplace=True))
+        self.down = nn.ModuleList([_stage(w, w), _stage(w, 2 * w), _stage(2 * w, 4 * w)])
         self.up = nn.ModuleList([_stage(6 * w, 2 * w), _stage(3 * w, w)])
         self.head = nn.Conv2d(w, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        skips = []
+        size, x, skips = x.shape[-2:], self.stem(x), []
         for i, stage in enumerate(self.down):
             x = stage(x if i == 0 else F.max_pool2d(x, 2, ceil_mode=True))
             skips.append(x)
         for stage, skip in zip(self.up, reversed(skips[:-1])):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = stage(torch.cat([x, skip], 1))
-        return self.head(x)
+        return F.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)
 
 
 def square_completion(mask: Tensor) -> Tensor:

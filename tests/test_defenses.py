@@ -320,6 +320,8 @@ def test_patch_cleanser_masks_cover_every_patch_and_double_masking_recovers_the_
     defended = build_defense("patch-cleanser", patch=0.04).wrap(BrightSpot())
     assert BrightSpot()(patched).argmax(1).tolist() == [1, 1]
     assert defended(patched).argmax(1).tolist() == [0, 0]  # case II: the mask over the patch wins
+    surrogate = build_defense("patch-cleanser", patch=0.04).wrap(BrightSpot(), vote=False)  # what attacks craft on
+    assert torch.allclose(surrogate(patched), defended.masked_logits(patched, defended.masks(patched)).mean(1))
     x = patched.clone().requires_grad_(True)
     defended(x)[:, 1].sum().backward()  # BPDA: the mean of the masked logits moves with the patch pixels
     assert x.grad[0, :, 3:9, 20:26].abs().sum() > 0
@@ -354,14 +356,3 @@ def test_patch_segmenter_fills_its_mask_and_passes_the_probability_gradient():
     assert out.mask.min() == 1 and torch.equal(out.depth, depth)
     out.rgb.sum().backward()  # the hard mask's straight-through gradient is the probability's
     assert rgb.grad.abs().sum() > 0
-
-
-def test_tvm_is_arts_total_variation_minimisation_bit_for_bit():
-    from art.defences.preprocessor import TotalVarMin
-
-    rgb, _ = _inputs(n=3, size=20)
-    np.random.seed(3)
-    ours = build_defense("tvm", max_iter=5).purify(rgb)
-    np.random.seed(3)
-    art, _ = TotalVarMin(prob=0.3, lamb=0.5, max_iter=5, clip_values=(0.0, 1.0))(rgb.double().permute(0, 2, 3, 1).numpy())
-    assert torch.equal(ours, torch.from_numpy(art).permute(0, 3, 1, 2).float())

@@ -47,7 +47,7 @@ class SegmenterRecipe(HashedRecipe):
     surrogate: str = "jldcf-tiny"  # the model the bank's adversarial patches are crafted on
     surrogate_recipe: str = ""
     size: int = 128  # training resolution (the tiny models'); the net is fully convolutional
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 16
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -76,10 +76,11 @@ def _crops(images: Tensor, mask: Tensor) -> list[Tensor]:
 
 
 def adversarial_bank(model: torch.nn.Module, recipe: SegmenterRecipe, split: str = "train", n: int | None = None,
-                     placement: str = "random") -> tuple[list[Tensor], Tensor, Tensor, Tensor]:
+                     placement: str = "random", universal: bool = True) -> tuple[list[Tensor], Tensor, Tensor, Tensor]:
     """Patches crafted on ``model`` on ``n`` images of a split (RGB-D, area ``bank_area``): per-image patches
-    (our ``patch`` attack, 2 EOT draws) and one universal patch (``upatch``, fitted on the same images).
-    Returns the (4,s,s) RGB-D patch contents, and the per-image patched (rgb, depth) with their true masks."""
+    (our ``patch`` attack, 2 EOT draws) and, if ``universal``, one universal patch (``upatch``, fitted on
+    the same images). Returns the (4,s,s) RGB-D patch contents, and the per-image patched (rgb, depth)
+    with their true masks."""
     task, patch, upatch = SaliencyTask(), ATTACKS["patch"], ATTACKS["upatch"]
     threat = ThreatModel(norm="patch", eps=recipe.bank_area, modality="rgbd", steps=recipe.attack_steps)
     ds = SyntheticRGBD(split, n=n or recipe.bank_images)
@@ -99,7 +100,8 @@ def adversarial_bank(model: torch.nn.Module, recipe: SegmenterRecipe, split: str
             space = task.attack_space(b, threat)
             yield task.attacked_model(model, space, b), space.initial(), b.target, b.names
 
-    contents.append(upatch.fit(views, threat, task, epochs=3, placement=placement, eot_samples=2))
+    if universal:
+        contents.append(upatch.fit(views, threat, task, epochs=3, placement=placement, eot_samples=2))
     return contents, torch.cat(rgbs), torch.cat(depths), torch.cat(masks)
 
 
@@ -151,7 +153,7 @@ def evaluate(defense: PatchSegmenter, surrogate: torch.nn.Module, recipe: Segmen
     the test split (placed on the object, as the benchmark's cells place them), and the fraction of clean
     test pixels flagged."""
     with torch.enable_grad():
-        _, rgb, depth, true = adversarial_bank(surrogate, recipe, "test", recipe.test_images, placement="object")
+        _, rgb, depth, true = adversarial_bank(surrogate, recipe, "test", recipe.test_images, "object", universal=False)
     ds = SyntheticRGBD("test", n=recipe.test_images)
     clean = make_batch([ds[i] for i in range(len(ds))], recipe.size)
     flagged = defense(clean.rgb, clean.depth).mask
