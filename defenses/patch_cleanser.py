@@ -80,6 +80,7 @@ class CleansedClassifier(ModelWrapper):
     def __init__(self, model: nn.Module, defense: PatchCleanser, vote: bool = True):
         super().__init__(model)
         self.defense, self.exact = defense, vote
+        self.train(model.training)  # the defense too
         self.defense_seconds = 0.0
         self.defense_mask: Tensor | None = None
 
