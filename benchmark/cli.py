@@ -45,7 +45,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     recipe, trainer = TRAINERS[name]
     out = Path(a.out or CACHE / f"{name}-{recipe.id}.pt")
     scores = trainer(name, out, recipe, a.device)
-    print(f"saved {out}; clean test scores: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()))
+    print(f"saved {out}; test scores: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()))
     return 0
 
 
