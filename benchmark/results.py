@@ -87,20 +87,19 @@ class RunStore:
         lines = (self.cells / cell_id / "records.jsonl").read_text().splitlines()
         return [json.loads(line) for line in lines]
 
-    def curves(self, cell_id: str) -> dict[str, np.ndarray]:
-        path = self.cells / cell_id / "curves.npz"
+    def _arrays(self, cell_id: str, name: str) -> dict[str, np.ndarray]:
+        path = self.cells / cell_id / f"{name}.npz"
         if not path.is_file():
             return {}
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
 
+    def curves(self, cell_id: str) -> dict[str, np.ndarray]:
+        return self._arrays(cell_id, "curves")
+
     def adversarial(self, cell_id: str) -> dict[str, np.ndarray]:
         """A cell's stored adversarial inputs (names, 8-bit rgb, 16-bit depth, bool patch mask); {} if none."""
-        path = self.cells / cell_id / "adversarial.npz"
-        if not path.is_file():
-            return {}
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
+        return self._arrays(cell_id, "adversarial")
 
     def universal_path(self, cell_id: str) -> Path:
         return self.root / "universal" / f"{cell_id}.pt"

@@ -197,8 +197,8 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
             logits = task.forward(scored, rgb, depth, b)
         if scored is not model:  # the defense's own cost in that forward pass
             per_image["defense_ms"] = torch.full((len(b.names),), 1000 * scored.defense_seconds / len(b.names))
-        if cell.attack == "none" and hasattr(scored, "certified"):  # a certifying defense (PatchCleanser)
-            per_image["certified"] = scored.certified(rgb if cell.threat.modality == "rgb" else depth, b.target).float()
+        if cell.attack == "none" and hasattr(scored, "certified"):  # a certifying classifier (PatchCleanser)
+            per_image["certified"] = scored.certified(logits.query, b.target).float()  # the query it scored
         if mask is not None and getattr(scored, "defense_mask", None) is not None:  # where it located the patch
             per_image.update(mask_counts(scored.defense_mask.cpu().numpy(), mask.cpu().numpy()))
         for i, (scores, image_curves) in enumerate(task.score(scored, logits, b)):
