@@ -62,7 +62,8 @@ def base_model(model: str) -> str:
 
 def defense_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per (model group, defense, attack setting): clean, undefended adv, oblivious, adaptive,
-    robust, gap, recovery, defense ms per image. A model's built-in defense (D3Net's) is the defense
+    robust, gap, recovery, the attack success rate of the robust run (``ASR``: the attack success after
+    the defense), defense ms per image. A model's built-in defense (D3Net's) is the defense
     ``none (built-in)``: its oblivious number is the plain white-box cell."""
     sign = 1 if HIGHER_IS_BETTER[metric] else -1
     out = []
@@ -87,11 +88,14 @@ def defense_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
                     continue
                 ms = s["defense_ms"].mean() if "defense_ms" in s else np.nan
                 robust = adp if np.isnan(obl) else sign * min(sign * obl, sign * adp)
+                robust_eval = "adaptive" if robust == adp else ("-" if builtin else "oblivious")
+                asr = s[s["eval"] == robust_eval]["ASR"].mean() if "ASR" in s else np.nan
                 out.append({**dict(zip(GROUP, key)), "defense": "none (built-in)" if builtin else defense,
                             **dict(zip(SETTING, setting)), "clean": clean, "clean_drop": sign * (clean0 - clean),
                             "undefended": adv, "oblivious": obl, "adaptive": adp, "robust": robust,
                             "gap": sign * (obl - adp),
-                            "recovery": (robust - adv) / (clean0 - adv) if clean0 != adv else np.nan, "ms": ms})
+                            "recovery": (robust - adv) / (clean0 - adv) if clean0 != adv else np.nan, "ASR": asr,
+                            "ms": ms})
     return pd.DataFrame(out)
 
 
@@ -240,7 +244,9 @@ def render(table: pd.DataFrame, task: str, metric: str, plot: Path) -> str:
              "model; **robust** (the headline) is the worse of the two, the strongest attack run. `gap` = oblivious - "
              "adaptive (what an oblivious evaluation overstates; < 0: the adaptive attack is the weaker, see flag "
              "`oblivious>adaptive`); `recovery` = (robust - undefended adv) / (undefended clean - undefended adv); "
-             f"`ms`: the defense's time per image. Flags (warnings, tolerance {TOLERANCE}) are defined in "
+             "`ASR`: the attack success rate of the robust run, after the defense (the share of the images the defended "
+             "model gets right clean that the attack breaks; across models: mean / max); `ms`: the defense's time per "
+             f"image. Flags (warnings, tolerance {TOLERANCE}) are defined in "
              "`benchmark/defense_report.py`.\n"]
     if rows.empty:
         return "\n".join(lines)
@@ -250,13 +256,14 @@ def render(table: pd.DataFrame, task: str, metric: str, plot: Path) -> str:
         plots.defense_tradeoff(top, plot, metric, title=_setting(top.iloc[0]))
     lines.append("## Across models: mean / min\n")
     lines.append("Over the models without adversarial training (those are compared with their base below).\n")
-    lines += ["| defense | setting | models | clean | robust | adaptive | oblivious | gap | recovery |", "|" + "---|" * 9]
+    lines += ["| defense | setting | models | clean | robust | adaptive | oblivious | gap | recovery | ASR |", "|" + "---|" * 10]
     agg = rows[rows.model.map(base_model) == rows.model].groupby(["defense", *SETTING], sort=True)
     for (defense, *_), g in agg:
         r = g.iloc[0]
         lines.append(f"| {defense} | {_setting(r)} | {g.model.nunique()} | {_f(g.clean.mean())} / {_f(g.clean.min())} "
                      f"| **{_f(g.robust.mean())} / {_f(g.robust.min())}** | {_f(g.adaptive.mean())} | {_f(g.oblivious.mean())} "
-                     f"| {_f(g.gap.mean())} | {_f(g.recovery.mean(), 2)} / {_f(g.recovery.min(), 2)} |")
+                     f"| {_f(g.gap.mean())} | {_f(g.recovery.mean(), 2)} / {_f(g.recovery.min(), 2)} "
+                     f"| {_f(g.ASR.mean(), 2)} / {_f(g.ASR.max(), 2)} |")
     lines.append("")
     lines += _best_patch_defenses(rows) + _localisation(localisation_rows(table))
     trained = trained_rows(table, metric)
@@ -281,11 +288,11 @@ def render(table: pd.DataFrame, task: str, metric: str, plot: Path) -> str:
         if figures:
             lines.append("Adaptive patches through each defense (figures): " + ", ".join(
                 f"[{f.stem.removeprefix(model + '-')}]({f.parent.name}/{f.name})" for f in figures) + ".\n")
-        lines += ["| defense | setting | clean | clean drop | undefended | oblivious | adaptive | robust | gap | recovery | ms |",
-                  "|" + "---|" * 11]
+        lines += ["| defense | setting | clean | clean drop | undefended | oblivious | adaptive | robust | gap | recovery | ASR | ms |",
+                  "|" + "---|" * 12]
         for _, r in g.iterrows():
             lines.append(f"| {r.defense} | {_setting(r)} | {_f(r.clean)} | {_f(r.clean_drop)} | {_f(r.undefended)} "
                          f"| {_f(r.oblivious)} | {_f(r.adaptive)} | **{_f(r.robust)}** | {_f(r.gap)} | {_f(r.recovery, 2)} "
-                         f"| {_f(r.ms, 1)} |")
+                         f"| {_f(r.ASR, 2)} | {_f(r.ms, 1)} |")
         lines.append("")
     return "\n".join(lines)

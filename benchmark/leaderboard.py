@@ -36,7 +36,9 @@ KEY_DEFAULTS: dict[str, Any] = {"queries": np.nan, "surrogate": "-", "defense": 
 
 HEADERS = {
     "saliency": "`drop_S` = clean S-measure minus attacked (positive = worse). Patch cells: " + MASKED_DEFINITION
-                + " `drop_*_nopatch` is against the clean prediction scored on the same pixels.",
+                + " `drop_*_nopatch` is against the clean prediction scored on the same pixels. `ASR`: share of the images"
+                " whose clean map overlaps the GT by at least half (IoU >= 0.5, maps binarised at 0.5) that the"
+                " attack takes below half.",
     "classification": "top-k: accuracy (on `*-captions` and other retrieval datasets: recall@k); under attack, "
                       "robust accuracy. `ASR`: share of the clean-correct images the attack makes wrong. "
                       "`drop_top1` = clean top-1 minus attacked.",

@@ -1,7 +1,7 @@
 """`make bench` on the trained tiny contrastive models, through the runner: clip-tiny zero-shot and
 image -> text retrieval, rgbd-clip RGB -> depth and depth -> RGB retrieval with matching accuracy. On
 each, the budgets hold on the attacked query modality only, and the attacks lower the scores (slow: the
-models are trained once per session by their shipped recipes)."""
+models are trained once per session by their shipped recipes cut short, tests/conftest.py)."""
 import json
 
 import numpy as np
@@ -19,8 +19,8 @@ limit: 128
 cells:
   - {{attack: none}}
   - {{attack: pgd, eps: {PGD_EPS}, steps: 10}}
-  - {{attack: square, eps: 4/255, queries: 300, images: 64}}
-  - {{attack: deepfool, norm: l2, eps: 0.5, steps: 50, images: 64}}
+  - {{attack: square, eps: 4/255, queries: 300, images: 32}}
+  - {{attack: deepfool, norm: l2, eps: 0.5, steps: 50, images: 32}}
   - {{attack: fgsm, eps: {PGD_EPS}, datasets: [shapes]}}
 """
 RGBD_SUITE = f"""
@@ -30,7 +30,7 @@ seed: 0
 cells:
   - {{attack: none}}
   - {{attack: pgd, eps: {PGD_EPS}, steps: 10}}
-  - {{attack: zoo, norm: l2, eps: 0.5, queries: 500, params: {{coords: 64}}}}
+  - {{attack: zoo, norm: l2, eps: 0.5, queries: 500, images: 32, params: {{coords: 64}}}}
 """
 
 

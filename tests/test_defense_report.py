@@ -43,6 +43,14 @@ def test_robust_is_the_stronger_of_oblivious_and_adaptive():
     assert pgd.robust == 0.42 and pgd.recovery == pytest.approx(0.04)
 
 
+@pytest.mark.parametrize("oblivious, asr", [(0.8, 0.75), (0.42, 0.25)])
+def test_attack_success_after_the_defense_is_the_robust_runs(oblivious, asr):
+    table = _table(oblivious=oblivious)
+    table["ASR"] = np.where(table["eval"] == "oblivious", 0.25, 0.75)
+    pgd = defense_rows(table, "S").query("attack == 'pgd' and steps == 20 and surrogate == '-'").iloc[0]
+    assert pgd.ASR == asr  # adaptive is the robust run at 0.45 < 0.8; oblivious at 0.42 < 0.45
+
+
 def test_a_sound_evaluation_raises_no_flag():
     assert masking_flags(_table(), "S")[("m", "c", "-", "d", 16, "jpeg")] == []
 

@@ -3,7 +3,7 @@ import warnings
 import numpy as np
 import py_sod_metrics as psm
 
-from benchmark.metrics.saliency import SODMetrics, summarise, to_uint8
+from benchmark.metrics.saliency import SODMetrics, mask_iou, summarise, to_uint8
 
 
 def _score(pairs):
@@ -50,3 +50,22 @@ def test_summary_equals_pysodmetrics_reduction():
 
 def test_to_uint8_rounds_and_clips():
     assert to_uint8(np.array([-0.1, 0.5, 1.2])).tolist() == [0, 128, 255]
+
+
+def test_mask_iou_known_values_and_saliency_asr_counts_clean_correct_images_only():
+    gt = np.zeros((4, 4), np.uint8)
+    gt[:2, :2] = 255  # 4 salient pixels
+    pred = np.zeros((4, 4), np.uint8)
+    pred[:2, :1] = 200  # 2 of them above 0.5 ...
+    pred[3, 3] = 128  # ... and one false positive: IoU 2 / 5
+    pred[2, 0] = 127  # below 0.5: not predicted
+    assert mask_iou(pred, gt) == 2 / 5
+    assert mask_iou(np.zeros_like(gt), np.zeros_like(gt)) == 1.0  # nothing salient, nothing predicted
+    assert mask_iou(np.zeros_like(gt), gt) == 0.0
+
+    from benchmark.tasks.saliency import SaliencyTask
+
+    clean = [{"image": "a", "IoU": 0.9}, {"image": "b", "IoU": 0.5}, {"image": "c", "IoU": 0.2}]
+    attacked = [{"image": "a", "IoU": 0.1}, {"image": "b", "IoU": 0.6}, {"image": "c", "IoU": 0.0}]
+    assert SaliencyTask().against_clean(attacked, clean) == {"ASR": 0.5}  # a broken, b held; c was wrong clean
+    assert np.isnan(SaliencyTask().against_clean(attacked, clean[2:])["ASR"])

@@ -26,7 +26,7 @@ def test_paste_random_marks_exactly_the_pasted_squares():
 
 def test_a_short_training_finds_held_out_adversarial_patches(trained_tiny, tmp_path):
     surrogate = resolve_model("jldcf-tiny", str(trained_tiny))
-    recipe = replace(RECIPES["patch-segmenter"], steps=250, bank_images=16, test_images=16, train_images=160)
+    recipe = replace(RECIPES["patch-segmenter"], steps=150, bank_images=16, test_images=16, train_images=160)
     out = tmp_path / "patch-segmenter.pt"
     scores = train_segmenter("patch-segmenter", out, recipe, surrogate=surrogate)
     assert scores["NmIoU"] >= 0.6 and scores["clean_flagged"] <= 0.02, scores

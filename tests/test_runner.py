@@ -44,6 +44,9 @@ def test_attacks_lower_the_metric_within_budget(smoke_run):
     pgd = table[(table.attack == "pgd") & (table.modality == "rgbd")].S.item()
     assert pgd < clean - 0.05, (clean, pgd)
     assert (table.drop_S[table.attack != "none"] > 0).all()
+    # attack success: none on the clean cell itself, some under PGD on both modalities
+    asr = table.set_index(["attack", "modality"]).ASR
+    assert asr["none"].item() == 0 and 0 < asr["pgd", "rgbd"] <= 1, asr
     for cell in load_suite("smoke").cells:
         for line in (run_dir / "cells" / cell.id / "records.jsonl").read_text().splitlines():
             r = json.loads(line)

@@ -7,8 +7,10 @@ from .saliency import SUMMARY as SALIENCY_METRICS
 # for models with an image-depth matching head the matching accuracy ITM.
 CLASSIFICATION_METRICS = ("top1", "top5", "top10", "ITM", "ASR")
 
+# Saliency: the SOD metrics, and the attack success rate over the images the clean map gets right
+# (IoU >= 0.5 with the GT; an attack succeeds below 0.5).
 METRICS = {
-    "saliency": SALIENCY_METRICS,
+    "saliency": (*SALIENCY_METRICS, "ASR"),
     "classification": CLASSIFICATION_METRICS,
 }
 HIGHER_IS_BETTER = {**SALIENCY_HIGHER_IS_BETTER, **{m: m != "ASR" for m in CLASSIFICATION_METRICS}}

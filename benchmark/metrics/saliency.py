@@ -22,6 +22,15 @@ def to_uint8(prob: np.ndarray) -> np.ndarray:
     return (np.clip(prob, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
+def mask_iou(pred_u8: np.ndarray, gt_u8: np.ndarray) -> float:
+    """IoU of the prediction and the GT, both binarised at 0.5 (pixel value > 127); 1.0 where both are
+    empty (nothing salient, nothing predicted: a correct map). An attack succeeds on an image when this
+    falls below 0.5 (as ``SaliencyTask.success`` decides it at network resolution)."""
+    pred, gt = pred_u8 > 127, gt_u8 > 127
+    union = np.logical_or(pred, gt).sum()
+    return float(np.logical_and(pred, gt).sum() / union) if union else 1.0
+
+
 class SODMetrics:
     """Accumulates one pass over a dataset; ``step`` returns the image's own scores."""
 

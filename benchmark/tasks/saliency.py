@@ -101,7 +101,7 @@ class PixelBCEWithLogits(nn.Module):
 
 class SaliencyTask:
     name = "saliency"
-    metrics = sod.SUMMARY
+    metrics = (*sod.SUMMARY, "ASR")
     early_stop = False  # a dense attack keeps lowering the metric after "success"; spend the budget
     score_without_patch = True  # a pasted patch may rightly become salient: also score without it
 
@@ -185,8 +185,12 @@ class SaliencyTask:
         return sod.summarise(records, curves["f"], curves["e"])
 
     def against_clean(self, records: list[dict], clean: list[dict]) -> dict[str, float]:
-        """Every saliency metric is already a score of its own: nothing is relative to the clean cell."""
-        return {}
+        """ASR: the share of the images whose clean map overlaps the GT by at least half (IoU >= 0.5, the
+        clean cell behind the same defense) that the attack takes below half (NaN if none; records
+        scored before IoU was recorded give NaN). The other metrics are scores of their own."""
+        correct = {r["image"] for r in clean if r.get("IoU", np.nan) >= 0.5}
+        hit = [r["IoU"] < 0.5 for r in records if r["image"] in correct and "IoU" in r]
+        return {"ASR": float(np.mean(hit)) if hit else float("nan")}
 
     def score(self, model: nn.Module, logits: Tensor, batch: Batch,
               exclude: Tensor | None = None) -> list[tuple[dict[str, float], dict[str, np.ndarray]]]:
@@ -208,5 +212,5 @@ class SaliencyTask:
                 patch = F.interpolate(exclude[i : i + 1].float(), size=gt.shape[:2], mode="bilinear",
                                       align_corners=False)[0, 0].cpu().numpy() > 0
                 scalars, f, e = metric.step(pred, gt, ~patch)
-            out.append((scalars, {"f": f, "e": e}))
+            out.append(({**scalars, "IoU": sod.mask_iou(pred, gt)}, {"f": f, "e": e}))
         return out
