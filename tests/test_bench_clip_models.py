@@ -65,8 +65,8 @@ def test_clip_tiny_zero_shot_and_retrieval_under_attack(tmp_path, trained_clip_t
     assert set(table.dataset) == {"shapes", "shapes-captions"} and "ITM" not in table  # no matching head
     assert "fgsm" in set(table[table.dataset == "shapes"].attack)
     assert "fgsm" not in set(table[table.dataset == "shapes-captions"].attack)  # the cell names only shapes
-    _assert_attacks_lower_the_scores(table, "shapes", 0.5)  # chance 1/8; measured 0.86
-    _assert_attacks_lower_the_scores(table, "shapes-captions", 0.2)  # R@1 over 256 captions; measured 0.34
+    _assert_attacks_lower_the_scores(table, "shapes", 0.5)  # chance 1/8; the full recipe 0.86, the fixture's ~0.7
+    _assert_attacks_lower_the_scores(table, "shapes-captions", 0.15)  # R@1 over 238 captions; 0.34, the fixture's ~0.23
     records = _records(roots[0], "pgd")
     assert max(r["linf_rgb"] for r in records) <= PGD_EPS + 1e-6 and "linf_depth" not in records[0]
     found = table[(table.dataset == "shapes") & (table.attack == "deepfool")].found_norm.iloc[0]

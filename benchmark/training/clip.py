@@ -44,7 +44,7 @@ class CLIPRecipe(HashedRecipe):
     data_version: int = GENERATOR_VERSION  # a new shapes generator invalidates cached checkpoints
 
 
-# ~130 s on 2 CPU threads: zero-shot top-1 0.863, image -> caption R@1 0.328 on the test split. A ViT
+# ~390 s on 2 CPU threads (2026-12): zero-shot top-1 0.863, image -> caption R@1 0.328 on the test split. A ViT
 # image tower of similar size (width 64, patch 4) needed 20 epochs (~230 s) to reach top-1 0.496.
 RECIPES = {"clip-tiny": CLIPRecipe()}
 
