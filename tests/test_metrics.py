@@ -4,6 +4,7 @@ import numpy as np
 import py_sod_metrics as psm
 
 from benchmark.metrics.saliency import SODMetrics, mask_iou, summarise, to_uint8
+from benchmark.tasks.saliency import SaliencyTask
 
 
 def _score(pairs):
@@ -62,8 +63,6 @@ def test_mask_iou_known_values_and_saliency_asr_counts_clean_correct_images_only
     assert mask_iou(pred, gt) == 2 / 5
     assert mask_iou(np.zeros_like(gt), np.zeros_like(gt)) == 1.0  # nothing salient, nothing predicted
     assert mask_iou(np.zeros_like(gt), gt) == 0.0
-
-    from benchmark.tasks.saliency import SaliencyTask
 
     clean = [{"image": "a", "IoU": 0.9}, {"image": "b", "IoU": 0.5}, {"image": "c", "IoU": 0.2}]
     attacked = [{"image": "a", "IoU": 0.1}, {"image": "b", "IoU": 0.6}, {"image": "c", "IoU": 0.0}]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import py_sod_metrics as psm
 
+from .patch import mask_counts, mask_scores
+
 SCALARS = ("S", "MAE", "wF", "adpF", "adpE")
 SUMMARY = ("S", "maxF", "meanF", "adpF", "maxE", "meanE", "adpE", "MAE", "wF")
 # Patch cells are also scored with the patch region excluded (benchmark/metrics/masked.py): the same
@@ -23,12 +25,12 @@ def to_uint8(prob: np.ndarray) -> np.ndarray:
 
 
 def mask_iou(pred_u8: np.ndarray, gt_u8: np.ndarray) -> float:
-    """IoU of the prediction and the GT, both binarised at 0.5 (pixel value > 127); 1.0 where both are
-    empty (nothing salient, nothing predicted: a correct map). An attack succeeds on an image when this
-    falls below 0.5 (as ``SaliencyTask.success`` decides it at network resolution)."""
-    pred, gt = pred_u8 > 127, gt_u8 > 127
-    union = np.logical_or(pred, gt).sum()
-    return float(np.logical_and(pred, gt).sum() / union) if union else 1.0
+    """IoU of the prediction and the GT, both binarised at 0.5 (pixel value > 127), counted as the patch
+    masks are (``benchmark/metrics/patch.py``: 1.0 where both are empty, nothing salient and nothing
+    predicted, a correct map). An attack succeeds on an image when this falls below 0.5 (as
+    ``SaliencyTask.success`` decides it at network resolution)."""
+    counts = mask_counts(pred_u8[None], gt_u8[None], threshold=128)
+    return mask_scores(counts["mask_tp"], counts["mask_fp"], counts["mask_fn"])["NmIoU"]
 
 
 class SODMetrics:

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from attacks.threat import AttackSpace, ThreatModel
 from benchmark.data import Batch, Sample, make_batch
+from benchmark.metrics import SALIENCY_METRICS
 from benchmark.metrics import saliency as sod
 from benchmark.metrics.masked import MaskedSODMetrics
 from benchmark.suite import Cell
@@ -101,7 +102,7 @@ class PixelBCEWithLogits(nn.Module):
 
 class SaliencyTask:
     name = "saliency"
-    metrics = (*sod.SUMMARY, "ASR")
+    metrics = SALIENCY_METRICS
     early_stop = False  # a dense attack keeps lowering the metric after "success"; spend the budget
     score_without_patch = True  # a pasted patch may rightly become salient: also score without it
 

@@ -1,6 +1,6 @@
 """clip-tiny and its trainer: a short run saves a checkpoint that loads strictly into a fresh model and
 gives the trained model's logits, with its JSON sidecar; the shipped recipe cut to a few epochs already
-beats chance clearly (slow: it trains once per session, about 2 CPU minutes, in the `trained_clip_tiny`
+beats chance clearly (slow: it trains once per session, about 4 CPU minutes, in the `trained_clip_tiny`
 fixture)."""
 import json
 
