@@ -36,8 +36,9 @@ patch-defenses: $(PY)
 	for m in $(MODELS); do \
 		$(PY) -m benchmark run --model $$m --suite patch-defenses --device $(DEVICE) $(ARGS) || exit 1; done
 
+# retrain MODEL by its recipe and check it reaches its pinned target; PIN=1 then replaces the pinned weights
 train: $(PY)
-	$(PY) -m benchmark train --model $(MODEL)
+	$(PY) -m benchmark train --model $(MODEL) --device $(DEVICE) $(if $(PIN),--pin) $(ARGS)
 
 test: $(PY)
 	$(PY) -m pytest -q

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 EPILOG = """examples:
-  python -m benchmark run --model jldcf                  # tiny JL-DCF, trained here on first use
+  python -m benchmark run --model jldcf                  # tiny JL-DCF, its pinned reference weights
   python -m benchmark run --model jldcf --ckpt JL-DCF.pth --dataset NJU2K --data /data/RGBD
   python -m benchmark compare HEAD~1                     # leaderboards at HEAD~1 vs working tree
   python -m benchmark list attacks
@@ -35,6 +35,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from benchmark.pinned import missed_targets, pin, registry
     from benchmark.training import TRAINERS
     from benchmark.zoo import CACHE
     from models import TINY_VARIANT
@@ -46,6 +47,16 @@ def cmd_train(a: argparse.Namespace) -> int:
     out = Path(a.out or CACHE / f"{name}-{recipe.id}.pt")
     scores = trainer(name, out, recipe, a.device)
     print(f"saved {out}; test scores: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items()))
+    entry = registry().get(name)
+    target = {k: float(v) for k, v in _kv(a.target, "--target").items()} or (entry.target if entry else {})
+    missed = missed_targets(scores, target)
+    if entry:
+        print(f"pinned {name} ({entry.label()}): " + ", ".join(f"{k}={v:.3f}" for k, v in entry.test.items()))
+    print(f"target {target or '(none)'}: " + ("MISSED " + "; ".join(missed) if missed else "reached"))
+    if missed:
+        return 1
+    if a.pin:
+        pin(name, out, recipe.id, scores, target if a.target else None, a.why)
     return 0
 
 
@@ -87,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("run", help="run a suite on one model and update the leaderboard")
     r.add_argument("--model", required=True, help="registry name (see `list models`); without --ckpt, "
-                   "jldcf/bbsnet/d3net mean their tiny variants, trained and cached on first use")
+                   "jldcf/bbsnet/d3net mean their tiny variants, with their pinned reference weights")
     r.add_argument("--ckpt", help="checkpoint file (official release layout for jldcf/bbsnet; a folder of "
                    "RgbNet.pth/RgbdNet.pth/DepthNet.pth for d3net)")
     r.add_argument("--suite", help="suite name in benchmark/suites or a YAML path (default: the model task's, "
@@ -112,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--model", required=True, help="jldcf, bbsnet, d3net (or their -tiny names), clip-tiny, rgbd-clip")
     t.add_argument("--out", help="checkpoint path (default: the cache used by `run`)")
     t.add_argument("--device", default="cpu")
+    t.add_argument("--pin", action="store_true", help="if it reaches its target, replace the pinned reference "
+                   "weights (models/weights/) with it")
+    t.add_argument("--target", action="append", default=[], metavar="SCORE=BOUND",
+                   help="what it must reach (default: its pinned entry's target), e.g. --target S=0.85")
+    t.add_argument("--why", help="with --pin, for a variant pinned the first time: why its file is small enough for git")
     t.set_defaults(func=cmd_train)
 
     c = sub.add_parser("compare", help="diff leaderboards between two revisions; exit 1 on regression")

@@ -31,7 +31,7 @@ from benchmark.provenance import code_state, device_info, git_state, library_ver
 from benchmark.results import RunStore
 from benchmark.suite import Cell, Suite, load_suite
 from benchmark.tasks import TASKS
-from benchmark.zoo import ResolvedModel, resolve_model, trained_checkpoint
+from benchmark.zoo import ResolvedModel, resolve_model, variant_checkpoint
 from defenses import ExpectationOverTransformation, build_defense
 
 
@@ -97,8 +97,8 @@ def defended_models(cell: Cell, model: torch.nn.Module, crafter: torch.nn.Module
     defense = None
     if cell.defense is not None:
         defense = build_defense(cell.defense["name"], **{k: v for k, v in cell.defense.items() if k != "name"})
-        if getattr(defense, "checkpoint", None) == "trained":  # a learned defense: our recipe's cached network
-            defense.load(trained_checkpoint(defense.trained_variant))
+        if getattr(defense, "checkpoint", None) == "trained":  # a learned defense: its pinned (or trained) network
+            defense.load(variant_checkpoint(defense.trained_variant)[1])
     scored = model if defense is None else task.defended(model, defense, cell)
     if cell.eval != "adaptive":
         return scored, crafter

@@ -1,6 +1,7 @@
 """Resolve what `make bench MODEL=... [CKPT=...]` benchmarks: a model with a given checkpoint (official
-saliency releases, open_clip checkpoints), or a variant trained here once and cached under
-``results/checkpoints/`` (the tiny saliency models, clip-tiny, rgbd-clip)."""
+saliency releases, open_clip checkpoints), or an embedded variant (the tiny saliency models, clip-tiny,
+rgbd-clip, the defended variants) with its pinned reference weights (``benchmark/pinned.py``); a variant
+without pinned weights is trained here once by its recipe and cached under ``results/checkpoints/``."""
 from __future__ import annotations
 
 import sys
@@ -10,6 +11,7 @@ from typing import Any
 
 from torch import nn
 
+from benchmark.pinned import pinned_weights, weights_label
 from benchmark.provenance import sha256_file, sha256_json
 from benchmark.training import TRAINERS
 from models import MODELS, TINY_VARIANT, build_model
@@ -22,7 +24,7 @@ CACHE = Path("results/checkpoints")
 class ResolvedModel:
     model: nn.Module
     name: str  # registry name actually built
-    checkpoint: str  # label for leaderboards: stable across machines
+    checkpoint: str  # label for leaderboards: names the weights by their sha256 prefix
     checkpoint_path: str
     checkpoint_sha256: str
 
@@ -60,20 +62,29 @@ def resolve_model(name: str, ckpt: str | None = None, model_args: dict[str, Any]
     variant = TINY_VARIANT.get(name, name)
     if variant not in TRAINERS:
         raise ValueError(f"model {name!r} needs a checkpoint: CKPT=/path/to/weights")
-    path = trained_checkpoint(variant, cache)
+    recipe_id, path = variant_checkpoint(variant, cache)
     model = build_model(variant, **model_args)
     load_weights(model, variant, path)
-    return ResolvedModel(model, variant, f"trained:recipe-{TRAINERS[variant][0].id}", str(path), sha256_file(path))
+    sha = sha256_file(path)
+    return ResolvedModel(model, variant, weights_label(recipe_id, sha), str(path), sha)
 
 
-def trained_checkpoint(variant: str, cache: Path = CACHE) -> Path:
-    """The cached checkpoint of a trained variant (a tiny model, a defense's network), trained by its
-    recipe first if missing."""
+def variant_checkpoint(variant: str, cache: Path = CACHE) -> tuple[str, Path]:
+    """(recipe id, checkpoint) of an embedded variant (a tiny model, a defense's network): its pinned
+    weights, or else the checkpoint its recipe trains here once and caches."""
     recipe, trainer = TRAINERS[variant]
+    pinned = pinned_weights(variant)
+    if pinned is not None:
+        entry, path = pinned
+        if entry.recipe != recipe.id:
+            print(f"[bench] warning: the pinned {variant} was trained by recipe {entry.recipe}, its recipe is now "
+                  f"{recipe.id}; benchmarking the pinned weights (`make train MODEL={variant} PIN=1` re-pins)",
+                  file=sys.stderr)
+        return entry.recipe, path
     path = cache / f"{variant}-{recipe.id}.pt"
     if not path.is_file():
-        print(f"[bench] no cached checkpoint for {variant}: training it on its embedded train split "
+        print(f"[bench] no pinned weights for {variant}: training it on its embedded train split "
               f"(once; cached at {path})", file=sys.stderr)
         scores = trainer(variant, path, recipe)
         print(f"[bench] trained {variant}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()), file=sys.stderr)
-    return path
+    return recipe.id, path

@@ -30,7 +30,7 @@ from benchmark.tasks.saliency import SaliencyTask
 from benchmark.training.clip import RECIPES as CLIP_RECIPES
 from benchmark.training.clip import evaluate as evaluate_clip
 from benchmark.training.clip import shape_images
-from benchmark.training.recipe import HashedRecipe, descend
+from benchmark.training.recipe import HashedRecipe, descend, round_to_half
 from benchmark.training.saliency import RECIPES as BASE_RECIPES
 from benchmark.training.saliency import Recipe, evaluate, fit
 from models import SaliencyModel, build_model
@@ -118,6 +118,7 @@ class TeCoARecipe(HashedRecipe):
     seed: int = 0
     train_images: int = 6000
     data_version: int = SHAPES_VERSION
+    weights_dtype: str = "float16"  # released in half precision, as its base (``training/clip.py``)
 
 
 TECOA_RECIPES = {"clip-tiny-tecoa": TeCoARecipe(base_recipe=CLIP_RECIPES["clip-tiny"].id)}
@@ -158,8 +159,9 @@ def train_tecoa(name: str, out: Path, recipe: TeCoARecipe | None = None, device:
                 loss = F.cross_entropy(wrapper(adversarial), y)
                 descend(opt, sched, loss, bar)
     wrapper.cpu().eval()
+    state = round_to_half(wrapper.model) if recipe.weights_dtype == "float16" else wrapper.model.state_dict()
     scores = evaluate_clip(wrapper)
-    save_trained(out, wrapper.model.state_dict(), {"model": name, "recipe": asdict(recipe), "base_checkpoint":
+    save_trained(out, state, {"model": name, "recipe": asdict(recipe), "base_checkpoint":
                                                    base.checkpoint_sha256, "seconds": round(time.time() - start, 1),
                                                    "test": scores})
     return scores
