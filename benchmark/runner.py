@@ -98,7 +98,7 @@ def defended_models(cell: Cell, model: torch.nn.Module, crafter: torch.nn.Module
     if cell.defense is not None:
         defense = build_defense(cell.defense["name"], **{k: v for k, v in cell.defense.items() if k != "name"})
         if getattr(defense, "checkpoint", None) == "trained":  # a learned defense: its pinned (or trained) network
-            defense.load(variant_checkpoint(defense.trained_variant)[1])
+            defense.load(variant_checkpoint(defense.trained_variant).path)
     scored = model if defense is None else task.defended(model, defense, cell)
     if cell.eval != "adaptive":
         return scored, crafter

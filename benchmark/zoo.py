@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from benchmark.pinned import pinned_weights, weights_label
+from benchmark.pinned import compose, pinned_weights, weights_label
 from benchmark.provenance import sha256_file, sha256_json
 from benchmark.training import TRAINERS
 from models import MODELS, TINY_VARIANT, build_model
@@ -62,16 +62,22 @@ def resolve_model(name: str, ckpt: str | None = None, model_args: dict[str, Any]
     variant = TINY_VARIANT.get(name, name)
     if variant not in TRAINERS:
         raise ValueError(f"model {name!r} needs a checkpoint: CKPT=/path/to/weights")
-    recipe_id, path = variant_checkpoint(variant, cache)
+    weights = variant_checkpoint(variant, cache)
     model = build_model(variant, **model_args)
-    load_weights(model, variant, path)
-    sha = sha256_file(path)
-    return ResolvedModel(model, variant, weights_label(recipe_id, sha), str(path), sha)
+    load_weights(model, variant, weights.path)
+    return ResolvedModel(model, variant, weights_label(weights.recipe, weights.sha256), str(weights.path), weights.sha256)
 
 
-def variant_checkpoint(variant: str, cache: Path = CACHE) -> tuple[str, Path]:
-    """(recipe id, checkpoint) of an embedded variant (a tiny model, a defense's network): its pinned
-    weights, or else the checkpoint its recipe trains here once and caches."""
+@dataclass
+class VariantWeights:
+    recipe: str  # id of the recipe that trained them
+    path: Path  # a full checkpoint
+    sha256: str  # of the pinned file (with a base: its own tensors, the base's pinned sha256 checked), else of ``path``
+
+
+def variant_checkpoint(variant: str, cache: Path = CACHE) -> VariantWeights:
+    """The weights of an embedded variant (a tiny model, a defense's network): pinned, or else trained here
+    once by its recipe and cached."""
     recipe, trainer = TRAINERS[variant]
     pinned = pinned_weights(variant)
     if pinned is not None:
@@ -80,11 +86,11 @@ def variant_checkpoint(variant: str, cache: Path = CACHE) -> tuple[str, Path]:
             print(f"[bench] warning: the pinned {variant} was trained by recipe {entry.recipe}, its recipe is now "
                   f"{recipe.id}; benchmarking the pinned weights (`make train MODEL={variant} PIN=1` re-pins)",
                   file=sys.stderr)
-        return entry.recipe, path
+        return VariantWeights(entry.recipe, compose(entry, path, cache) if entry.base else path, entry.sha256)
     path = cache / f"{variant}-{recipe.id}.pt"
     if not path.is_file():
         print(f"[bench] no pinned weights for {variant}: training it on its embedded train split "
               f"(once; cached at {path})", file=sys.stderr)
         scores = trainer(variant, path, recipe)
         print(f"[bench] trained {variant}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()), file=sys.stderr)
-    return recipe.id, path
+    return VariantWeights(recipe.id, path, sha256_file(path))

@@ -1,6 +1,5 @@
-"""Shared fixtures: a small toy saliency model (fast), a briefly trained tiny JL-DCF, and clip-tiny and
-rgbd-clip trained the way `make bench` trains them on first use, by their shipped recipes cut short
-(slow, once per session)."""
+"""Shared fixtures: a small toy saliency model (fast), and the pinned reference weights of jldcf-tiny,
+clip-tiny and rgbd-clip (``models/weights/``: what `make bench` benchmarks; verified by sha256)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,48 +52,28 @@ def toy_batch():
     return make_batch([ds[i] for i in range(4)], ToySaliency.input_size)
 
 
-@pytest.fixture(scope="session")
-def trained_tiny(tmp_path_factory) -> Path:
-    """jldcf-tiny trained briefly with our own trainer: good enough that attacks have something to break."""
-    from benchmark.training.saliency import Recipe, train
+def _pinned(name: str) -> Path:
+    from benchmark.pinned import pinned_weights
 
-    out = tmp_path_factory.mktemp("ckpt") / "jldcf-tiny.pt"
-    scores = train("jldcf-tiny", out, Recipe(epochs=4, train_images=160))
-    assert scores["S"] > 0.6, scores
-    return out
-
-
-def _trained_on_first_use(name: str, cache: Path, **shorter) -> Path:
-    """The checkpoint `make bench MODEL=<name>` trains on first use and caches (here in ``cache``), by
-    its shipped recipe with the changes in ``shorter``: fewer epochs keep the test session short. What
-    the full recipe reaches is its sidecar's business (`make train`), not the unit tests'."""
-    from dataclasses import replace
-
-    from benchmark import zoo
-
-    recipe, trainer = zoo.TRAINERS[name]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(zoo.TRAINERS, name, (replace(recipe, **shorter), trainer))
-        return Path(zoo.resolve_model(name, cache=cache).checkpoint_path)
-
-
-# Shortened recipes, measured on 2 CPU threads: clip-tiny 10 of 16 epochs (251 s instead of ~390 s; zero-shot
-# top-1 0.70, caption R@1 0.23; at 6 epochs 0.38: too weak to attack), rgbd-clip 7 of 10 (~270 s instead
-# of ~350 s; at 4 epochs its matching head had not learned yet)
-CLIP_TINY_EPOCHS = 10
-RGBD_CLIP_EPOCHS = 7
+    found = pinned_weights(name)
+    assert found is not None, f"{name} has no pinned weights"
+    return found[1]
 
 
 @pytest.fixture(scope="session")
-def trained_clip_tiny(tmp_path_factory) -> Path:
-    """clip-tiny by its shipped recipe cut to CLIP_TINY_EPOCHS epochs."""
-    return _trained_on_first_use("clip-tiny", tmp_path_factory.mktemp("clip_tiny"), epochs=CLIP_TINY_EPOCHS)
+def pinned_tiny() -> Path:
+    """jldcf-tiny's pinned weights: a trained model for attacks to break."""
+    return _pinned("jldcf-tiny")
 
 
 @pytest.fixture(scope="session")
-def trained_rgbd_clip(tmp_path_factory) -> Path:
-    """rgbd-clip by its shipped recipe cut to RGBD_CLIP_EPOCHS epochs."""
-    return _trained_on_first_use("rgbd-clip", tmp_path_factory.mktemp("rgbd_clip"), epochs=RGBD_CLIP_EPOCHS)
+def pinned_clip_tiny() -> Path:
+    return _pinned("clip-tiny")
+
+
+@pytest.fixture(scope="session")
+def pinned_rgbd_clip() -> Path:
+    return _pinned("rgbd-clip")
 
 
 @pytest.fixture

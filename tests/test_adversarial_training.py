@@ -20,8 +20,8 @@ def test_every_tiny_saliency_variant_has_an_adversarially_trained_recipe():
     assert recipe.base == "jldcf-tiny" and recipe.id != replace(recipe, base_recipe="other").id
 
 
-def test_inner_maximisation_keeps_the_budget_and_raises_the_loss(trained_tiny):
-    model = resolve_model("jldcf-tiny", str(trained_tiny)).model.eval().requires_grad_(False)
+def test_inner_maximisation_keeps_the_budget_and_raises_the_loss(pinned_tiny):
+    model = resolve_model("jldcf-tiny", str(pinned_tiny)).model.eval().requires_grad_(False)
     ds = SyntheticRGBD("train")
     b = make_batch([ds[i] for i in range(8)], model.input_size)
     torch.manual_seed(0)
@@ -37,8 +37,8 @@ def test_inner_maximisation_keeps_the_budget_and_raises_the_loss(trained_tiny):
     assert adversarial - clean > max(3 * (noisy - clean).abs(), 0.2), (clean, adversarial, noisy)
 
 
-def test_short_fine_tuning_saves_a_changed_model_with_its_base(trained_tiny, tmp_path):
-    base = resolve_model("jldcf-tiny", str(trained_tiny))
+def test_short_fine_tuning_saves_a_changed_model_with_its_base(pinned_tiny, tmp_path):
+    base = resolve_model("jldcf-tiny", str(pinned_tiny))
     recipe = replace(RECIPES["jldcf-tiny-at"], epochs=1, train_images=16, steps=1)
     out = tmp_path / "jldcf-tiny-at.pt"
     scores = train_adversarial("jldcf-tiny-at", out, recipe, base=base)
@@ -49,16 +49,16 @@ def test_short_fine_tuning_saves_a_changed_model_with_its_base(trained_tiny, tmp
     assert sidecar["base_checkpoint"] == base.checkpoint_sha256 and sidecar["recipe"]["steps"] == 1
 
 
-def test_tecoa_fine_tunes_the_image_tower_only_and_loads_as_clip_tiny_tecoa(trained_clip_tiny, tmp_path):
+def test_tecoa_fine_tunes_the_image_tower_only_and_loads_as_clip_tiny_tecoa(pinned_clip_tiny, tmp_path):
     from benchmark.training.adversarial import TECOA_RECIPES, train_tecoa
 
-    base = resolve_model("clip-tiny", str(trained_clip_tiny))
+    base = resolve_model("clip-tiny", str(pinned_clip_tiny))
     recipe = replace(TECOA_RECIPES["clip-tiny-tecoa"], epochs=1, train_images=128, batch_size=64, steps=1)
     out = tmp_path / "clip-tiny-tecoa.pt"
     scores = train_tecoa("clip-tiny-tecoa", out, recipe, base=base)
     assert 0 <= scores["top1"] <= 1
     before, after = base.model.model.state_dict(), torch.load(out, weights_only=True)
-    changed = {k.split(".")[0] for k, v in after.items() if not torch.equal(v, before[k])}
+    changed = {k.split(".")[0] for k, v in after.items() if not torch.equal(v.to(before[k].dtype), before[k])}
     assert changed == {"visual"}, changed  # the text tower (and the logit scale) stay frozen
     tuned = resolve_model("clip-tiny-tecoa", str(out))
     assert tuned.name == "clip-tiny-tecoa" and tuned.model.task == "classification"

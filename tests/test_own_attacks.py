@@ -17,9 +17,9 @@ TASK = SaliencyTask()
 
 
 @pytest.fixture(scope="module")
-def tiny(trained_tiny):
+def tiny(pinned_tiny):
     m = build_model("jldcf-tiny")
-    m.load_strict(load_state_dict_file(trained_tiny), str(trained_tiny))
+    m.load_strict(load_state_dict_file(pinned_tiny), str(pinned_tiny))
     return m.eval().requires_grad_(False)
 
 

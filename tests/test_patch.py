@@ -17,9 +17,9 @@ FAST = {"eot_samples": 2}
 
 
 @pytest.fixture(scope="module")
-def tiny(trained_tiny):
+def tiny(pinned_tiny):
     model = build_model("jldcf-tiny")
-    model.load_strict(load_state_dict_file(trained_tiny), str(trained_tiny))
+    model.load_strict(load_state_dict_file(pinned_tiny), str(pinned_tiny))
     return model.eval().requires_grad_(False)
 
 

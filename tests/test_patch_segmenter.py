@@ -24,8 +24,8 @@ def test_paste_random_marks_exactly_the_pasted_squares():
     assert (prgb != 0).any() and (pdepth != 0).any() and not torch.equal(prgb.any(1, keepdim=True), pdepth.bool())
 
 
-def test_a_short_training_finds_held_out_adversarial_patches(trained_tiny, tmp_path):
-    surrogate = resolve_model("jldcf-tiny", str(trained_tiny))
+def test_a_short_training_finds_held_out_adversarial_patches(pinned_tiny, tmp_path):
+    surrogate = resolve_model("jldcf-tiny", str(pinned_tiny))
     recipe = replace(RECIPES["patch-segmenter"], steps=150, bank_images=16, test_images=16, train_images=160)
     out = tmp_path / "patch-segmenter.pt"
     scores = train_segmenter("patch-segmenter", out, recipe, surrogate=surrogate)

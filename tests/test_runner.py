@@ -15,9 +15,9 @@ def _config(ckpt, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def smoke_run(trained_tiny, tmp_path_factory):
+def smoke_run(pinned_tiny, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
-    [run_dir] = run(_config(trained_tiny, tmp))
+    [run_dir] = run(_config(pinned_tiny, tmp))
     return run_dir, tmp
 
 
@@ -53,7 +53,7 @@ def test_attacks_lower_the_metric_within_budget(smoke_run):
             assert r["linf_rgb"] <= cell.threat.eps + 1e-6 and r["linf_depth"] <= cell.threat.depth_eps + 1e-6
 
 
-def test_killed_run_resumes_and_skips_finished_cells(trained_tiny, tmp_path, monkeypatch):
+def test_killed_run_resumes_and_skips_finished_cells(pinned_tiny, tmp_path, monkeypatch):
     real = runner.run_cell
     calls = []
 
@@ -65,27 +65,27 @@ def test_killed_run_resumes_and_skips_finished_cells(trained_tiny, tmp_path, mon
 
     monkeypatch.setattr(runner, "run_cell", dies_after_two)
     with pytest.raises(KeyboardInterrupt):
-        run(_config(trained_tiny, tmp_path))
+        run(_config(pinned_tiny, tmp_path))
     cells_dir = next((tmp_path / "results").iterdir()) / "cells"
     assert sorted(p.name for p in cells_dir.iterdir()) == sorted(calls)  # no half-written cell left
 
     resumed = []
     monkeypatch.setattr(runner, "run_cell", lambda cell, *a, **k: resumed.append(cell.id) or real(cell, *a, **k))
-    run(_config(trained_tiny, tmp_path))
+    run(_config(pinned_tiny, tmp_path))
     all_ids = [c.id for c in load_suite("smoke").cells]
     assert sorted(resumed) == sorted(set(all_ids) - set(calls))
     resumed.clear()
-    run(_config(trained_tiny, tmp_path))
+    run(_config(pinned_tiny, tmp_path))
     assert resumed == []
 
 
-def test_cells_computed_by_other_code_are_recomputed_unless_reused(trained_tiny, tmp_path, monkeypatch):
+def test_cells_computed_by_other_code_are_recomputed_unless_reused(pinned_tiny, tmp_path, monkeypatch):
     """A finished cell is reused only for the same code (commit, uncommitted changes, libraries): a
     leaderboard row always says which code computed it."""
     suite = tmp_path / "two.yaml"
     suite.write_text("dataset: synthetic\nbatch_size: 4\nlimit: 4\ncells:\n  - {attack: none}\n"
                      "  - {attack: fgsm, eps: 8/255}\n")
-    cfg = RunConfig(**{**vars(_config(trained_tiny, tmp_path)), "suite": str(suite)})
+    cfg = RunConfig(**{**vars(_config(pinned_tiny, tmp_path)), "suite": str(suite)})
     run(cfg)
     computed = []
     real = runner.run_cell
@@ -106,9 +106,9 @@ def test_cells_computed_by_other_code_are_recomputed_unless_reused(trained_tiny,
     assert set(table.commit) == {"000000000000"} and len(table) == len(computed)  # digits only, still text
 
 
-def test_cells_are_reproducible(smoke_run, trained_tiny, tmp_path):
+def test_cells_are_reproducible(smoke_run, pinned_tiny, tmp_path):
     run_dir, tmp = smoke_run
-    [again] = run(_config(trained_tiny, tmp_path))
+    [again] = run(_config(pinned_tiny, tmp_path))
     cell = next(c for c in load_suite("smoke").cells if c.attack == "pgd")
     a = (run_dir / "cells" / cell.id / "records.jsonl").read_text()
     b = (again / "cells" / cell.id / "records.jsonl").read_text()

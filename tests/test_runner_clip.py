@@ -38,11 +38,10 @@ def clip_checkpoint(tmp_path):
     return config, ckpt
 
 
-@pytest.mark.slow
-def test_clip_with_a_checkpoint_runs_the_zero_shot_suite(tmp_path, trained_clip_tiny):
+def test_clip_with_a_checkpoint_runs_the_zero_shot_suite(tmp_path, pinned_clip_tiny):
     """The trained clip-tiny's open_clip checkpoint, loaded as `MODEL=clip CKPT=... --model-arg config=...`."""
     (tmp_path / "mini.yaml").write_text(SUITE)
-    cfg = RunConfig(model="clip", ckpt=str(trained_clip_tiny), suite=str(tmp_path / "mini.yaml"),
+    cfg = RunConfig(model="clip", ckpt=str(pinned_clip_tiny), suite=str(tmp_path / "mini.yaml"),
                     model_args={"config": str(CLIP_TINY_CONFIG)}, results_dir=tmp_path / "results",
                     leaderboard_dir=tmp_path / "lb")
     [root] = run(cfg)
@@ -52,7 +51,7 @@ def test_clip_with_a_checkpoint_runs_the_zero_shot_suite(tmp_path, trained_clip_
     pgd = table[table.attack == "pgd"].iloc[0]
     assert clean.top1 >= 0.5 and pgd.top1 < clean.top1 - 0.25 and clean.ASR == 0 and pgd.ASR > 0.25, (clean, pgd)
     assert table[table.attack == "deepfool"].drop_top1.iloc[0] > 0  # against the clean score of its 8 images
-    assert clean.top5 >= clean.top1 and clean.checkpoint.startswith(trained_clip_tiny.name + "@")
+    assert clean.top5 >= clean.top1 and clean.checkpoint.startswith(pinned_clip_tiny.name + "@")
     assert clean.model_args == f"config={CLIP_TINY_CONFIG}"
     assert table[table.attack == "deepfool"].n_images.iloc[0] == 8
     manifest = json.loads((root / "manifest.json").read_text())
@@ -90,10 +89,9 @@ cells:
 """
 
 
-@pytest.mark.slow
-def test_patch_cleanser_reports_certified_accuracy_next_to_clean_and_robust(tmp_path, trained_clip_tiny):
+def test_patch_cleanser_reports_certified_accuracy_next_to_clean_and_robust(tmp_path, pinned_clip_tiny):
     (tmp_path / "patch.yaml").write_text(PATCH_SUITE)
-    [root] = run(RunConfig(model="clip-tiny", ckpt=str(trained_clip_tiny), suite=str(tmp_path / "patch.yaml"),
+    [root] = run(RunConfig(model="clip-tiny", ckpt=str(pinned_clip_tiny), suite=str(tmp_path / "patch.yaml"),
                            results_dir=tmp_path / "results", leaderboard_dir=tmp_path / "lb"))
     table = pd.read_csv(tmp_path / "lb" / "classification-patch-defenses.csv")
     cleansed = table[table.defense.str.startswith("patch-cleanser")]

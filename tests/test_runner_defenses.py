@@ -26,10 +26,10 @@ cells:
 
 
 @pytest.fixture(scope="module")
-def defended_run(trained_tiny, tmp_path_factory):
+def defended_run(pinned_tiny, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("defenses")
     (tmp / "defenses.yaml").write_text(SUITE)
-    [run_dir] = run(RunConfig(model="jldcf-tiny", ckpt=str(trained_tiny), suite=str(tmp / "defenses.yaml"),
+    [run_dir] = run(RunConfig(model="jldcf-tiny", ckpt=str(pinned_tiny), suite=str(tmp / "defenses.yaml"),
                               results_dir=tmp / "results", leaderboard_dir=tmp / "leaderboards"))
     table = pd.read_csv(tmp / "leaderboards" / "saliency-defenses.csv")
     return run_dir, tmp, table

@@ -25,11 +25,11 @@ cells:
 
 
 @pytest.fixture(scope="module")
-def other_weights(trained_tiny, tmp_path_factory):
+def other_weights(pinned_tiny, tmp_path_factory):
     """The trained tiny model with every weight moved by noise of 30% of its tensor's spread: a surrogate
     of the same architecture that is not the target."""
     torch.manual_seed(1)
-    sd = torch.load(trained_tiny, weights_only=True)
+    sd = torch.load(pinned_tiny, weights_only=True)
     noisy = {k: v + 0.3 * v.std() * torch.randn_like(v) if v.is_floating_point() and v.numel() > 1 and "running" not in k
              else v for k, v in sd.items()}
     out = tmp_path_factory.mktemp("surrogate") / "jldcf-tiny-other.pt"
@@ -38,10 +38,10 @@ def other_weights(trained_tiny, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def own_run(trained_tiny, other_weights, tmp_path_factory):
+def own_run(pinned_tiny, other_weights, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("own")
     (tmp / "own.yaml").write_text(SUITE)
-    cfg = RunConfig(model="jldcf-tiny", ckpt=str(trained_tiny), suite=str(tmp / "own.yaml"),
+    cfg = RunConfig(model="jldcf-tiny", ckpt=str(pinned_tiny), suite=str(tmp / "own.yaml"),
                     surrogate_ckpts={"jldcf-tiny": str(other_weights)}, results_dir=tmp / "results",
                     leaderboard_dir=tmp / "leaderboards")
     [run_dir] = run(cfg)

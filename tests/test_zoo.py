@@ -57,8 +57,8 @@ def _zoo(model, batch, threat, **params):
     return rgb, depth, before, after, out, norms
 
 
-def test_trained_saliency_model_gets_worse_within_linf_budget(trained_tiny):
-    model = resolve_model("jldcf-tiny", str(trained_tiny)).model.eval().requires_grad_(False)
+def test_trained_saliency_model_gets_worse_within_linf_budget(pinned_tiny):
+    model = resolve_model("jldcf-tiny", str(pinned_tiny)).model.eval().requires_grad_(False)
     batch = make_batch([SyntheticRGBD("test")[i] for i in range(2)], model.input_size)
     threat = ThreatModel(eps=8 / 255, modality="rgbd", queries=100)
     _, _, before, after, out, norms = _zoo(model, batch, threat, coords=16)
