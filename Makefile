@@ -1,5 +1,6 @@
 # make bench MODEL=jldcf|bbsnet|d3net|clip-tiny|rgbd-clip|clip [CKPT=file] [DATA=folder DATASET=NJU2K] [SUITE=default|own|transfer|clip] [DEVICE=cpu] [ARGS="--model-arg backbone=resnet50"]
 # make transfer [MODELS="jldcf bbsnet d3net"]   make defenses [MODELS=...]   make patch-defenses [MODELS=...]   make perf   make compare BASE=HEAD~1
+# make regress BASE=HEAD~1 [HEAD=rev] [SUITE=regression] [MODELS="jldcf clip-tiny" (default: one per family)] [DEVICE=cuda]   make train MODEL=jldcf [PIN=1]
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +9,7 @@ DEVICE ?= cpu
 BASE   ?= HEAD~1
 MODELS ?= jldcf bbsnet d3net
 
-.PHONY: bench transfer defenses patch-defenses test compare list train perf venv clean
+.PHONY: bench transfer defenses patch-defenses test compare regress list train perf venv clean
 
 $(PY): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +46,11 @@ test: $(PY)
 
 compare: $(PY)
 	$(PY) -m benchmark compare $(BASE) $(HEAD) $(ARGS)
+
+# the regression suite at BASE and HEAD (default: the working tree) on this checkout's pinned weights, compared
+regress: $(PY)
+	$(PY) -m benchmark regress $(BASE) $(HEAD) --suite $(or $(SUITE),regression) --device $(DEVICE) \
+		$(if $(filter command line environment,$(origin MODELS)),--models "$(MODELS)") $(ARGS)
 
 list: $(PY)
 	$(PY) -m benchmark list

@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {run,train,compare,list}``."""
+"""Command line: ``python -m benchmark {run,train,compare,regress,list}``."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,7 @@ EPILOG = """examples:
   python -m benchmark run --model jldcf                  # tiny JL-DCF, its pinned reference weights
   python -m benchmark run --model jldcf --ckpt JL-DCF.pth --dataset NJU2K --data /data/RGBD
   python -m benchmark compare HEAD~1                     # leaderboards at HEAD~1 vs working tree
+  python -m benchmark regress HEAD~1 --device cuda       # the regression suite run at HEAD~1 and here, compared
   python -m benchmark list attacks
 """
 
@@ -23,8 +24,31 @@ def _kv(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
+def use_device(device: str, deterministic: bool = False) -> None:
+    """Check that ``device`` exists here (a one-line error otherwise); in deterministic mode, make torch
+    pick deterministic kernels (``torch.use_deterministic_algorithms``, warning where an op has none) and
+    cuBLAS a fixed workspace, as PyTorch's reproducibility notes ask."""
+    import os
+
+    import torch
+
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when CUDA initialises: set it first
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as e:
+        raise SystemExit(f"error: --device {device}: {e}") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"error: --device {device}: no CUDA device here (torch {torch.__version__}, "
+                         f"CUDA build {torch.version.cuda or 'none'}); use --device cpu")
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     from benchmark.runner import RunConfig, run
+
+    use_device(a.device, a.deterministic)
 
     run(RunConfig(model=a.model, ckpt=a.ckpt or None, suite=a.suite, dataset=a.dataset, data_root=a.data or None,
                   device=a.device, model_args=_kv(a.model_arg, "--model-arg"),
@@ -40,6 +64,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     from benchmark.zoo import CACHE
     from models import TINY_VARIANT
 
+    use_device(a.device)
     name = TINY_VARIANT.get(a.model, a.model)
     if name not in TRAINERS:
         raise SystemExit(f"no training recipe for {a.model!r}; trainable: {sorted(TRAINERS)}")
@@ -66,6 +91,16 @@ def cmd_compare(a: argparse.Namespace) -> int:
     tolerances = {k: float(v) for k, v in _kv(a.tol, "--tol").items()}
     directory = Path(a.leaderboards)
     report, regressed = compare(load_tables(a.base, directory), load_tables(a.head, directory), tolerances)
+    print(report)
+    return 1 if regressed else 0
+
+
+def cmd_regress(a: argparse.Namespace) -> int:
+    from benchmark.regress import regress
+
+    use_device(a.device)
+    tolerances = {k: float(v) for k, v in _kv(a.tol, "--tol").items()}
+    report, regressed = regress(a.base, a.head, tuple(a.models.split()), a.suite, a.device, Path(a.out), tolerances)
     print(report)
     return 1 if regressed else 0
 
@@ -108,10 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--invert-depth", action="store_true", help="the folder dataset stores depth near = dark: "
                    "read it as max - d (part of the run's config hash)")
     r.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    r.add_argument("--deterministic", action="store_true", help="deterministic kernels (torch."
+                   "use_deterministic_algorithms, cuBLAS workspace), as regression runs use")
     r.add_argument("--model-arg", action="append", default=[], metavar="K=V", help="model constructor argument, "
                    "e.g. backbone=resnet50")
     r.add_argument("--surrogate-ckpt", action="append", default=[], metavar="NAME=CKPT",
-                   help="checkpoint of a transfer cell's surrogate model (default: its tiny variant, trained once)")
+                   help="checkpoint of a transfer cell's surrogate model (default: its tiny variant's pinned weights)")
     r.add_argument("--reuse-cells", action="store_true", help="resume with finished cells computed by other code "
                    "(another commit, uncommitted changes or library versions); by default they are recomputed. "
                    "Their leaderboard rows keep the commit that computed them")
@@ -137,6 +174,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="allowed worsening per metric (default 0.01 each), e.g. --tol S=0.02")
     c.add_argument("--leaderboards", default="leaderboards")
     c.set_defaults(func=cmd_compare)
+
+    from benchmark.regress import MODELS
+
+    g = sub.add_parser("regress", help="run a suite at two revisions (same pinned weights, same device) and "
+                       "compare them; exit 1 on regression")
+    g.add_argument("base", help="git revision, e.g. HEAD~1 or origin/main")
+    g.add_argument("head", nargs="?", default=None, help="git revision (default: the working tree)")
+    g.add_argument("--suite", default="regression", help="suite name or YAML path (this checkout's file runs at both)")
+    g.add_argument("--models", default=" ".join(MODELS), help="space-separated model names (default: one per family)")
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--tol", action="append", default=[], metavar="METRIC=VALUE", help="as for compare")
+    g.add_argument("--out", default="results/regress", help="run folders, leaderboards and compare.md")
+    g.set_defaults(func=cmd_regress)
 
     ls = sub.add_parser("list", help="list registered models, attacks, datasets, suites, metrics")
     ls.add_argument("what", nargs="?", choices=["models", "attacks", "datasets", "suites", "metrics"])

@@ -1,8 +1,9 @@
 """Compare leaderboards between two commits (or a commit and the working tree).
 
-Rows are joined on the leaderboard key; for every metric the change HEAD - BASE is printed, and the
-comparison fails when a metric gets worse by more than its tolerance or becomes NaN. Added and removed rows are
-listed, not errors.
+Rows are joined on the leaderboard key; for every metric the change HEAD - BASE is printed (with the
+base's 95% bootstrap interval where the table has one, so a reader sees what is noise), and the
+comparison fails when a metric gets worse by more than its tolerance or becomes NaN. Added and removed
+rows are listed, not errors.
 """
 from __future__ import annotations
 
@@ -44,6 +45,12 @@ def _has_dir(rev: str, directory: Path) -> bool:
         return False
 
 
+def _interval(r: pd.Series, m: str) -> str:
+    """`` [base 95% CI lo-hi]`` where the base row has a bootstrap interval of ``m``."""
+    low, high = r.get(f"{m}_lo_base", float("nan")), r.get(f"{m}_hi_base", float("nan"))
+    return "" if pd.isna(low) or pd.isna(high) else f" [base 95% CI {low:.3f}-{high:.3f}]"
+
+
 def compare(base: dict[str, pd.DataFrame], head: dict[str, pd.DataFrame],
             tolerances: dict[str, float] | None = None) -> tuple[str, bool]:
     """Return (report, regressed)."""
@@ -80,9 +87,9 @@ def compare(base: dict[str, pd.DataFrame], head: dict[str, pd.DataFrame],
                         deltas.append(f"{m} NaN -> {after:.4f}")
                 elif worse > tol:
                     regressed = True
-                    deltas.append(f"{m} {d:+.4f} WORSE (tol {tol})")
+                    deltas.append(f"{m} {d:+.4f} WORSE (tol {tol}){_interval(r, m)}")
                 elif abs(d) > 1e-9:
-                    deltas.append(f"{m} {d:+.4f}")
+                    deltas.append(f"{m} {d:+.4f}{_interval(r, m)}")
             if deltas:
                 changed += 1
                 row = " ".join(f"{k}={r[k]}" for k in ("model", "attack", "modality", "eps"))

@@ -26,6 +26,7 @@ from attacks.queries import QueryCounter
 from benchmark import leaderboard, plots
 from benchmark.checks import ModelTampered, check_budget, model_fingerprint
 from benchmark.data import has_train_split, load_dataset
+from benchmark.metrics.bootstrap import mean_ci
 from benchmark.metrics.patch import mask_counts, mask_scores
 from benchmark.provenance import code_state, device_info, git_state, library_versions, sha256_json
 from benchmark.results import RunStore
@@ -51,9 +52,14 @@ class RunConfig:
     leaderboard_dir: Path = Path("leaderboards")
 
 
+def stable_seed(*parts: object) -> int:
+    """A 32-bit seed from a hash of ``parts``: the same on every machine and run."""
+    return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+
+
 def seed_everything(*parts: object) -> int:
     """Seed torch (torchattacks), numpy (ART) and random from a hash of ``parts``."""
-    seed = int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+    seed = stable_seed(*parts)
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
@@ -304,9 +310,12 @@ def patch_galleries(suite: Suite, store: RunStore, model: torch.nn.Module, task:
             shutil.copyfile(path, figures / f"{name}-{cell.defense['name']}.png")
 
 
-def check_cells(suite: Suite, task: Any) -> None:
-    """Every cell's attack works on the task (an attack without ``tasks`` works on all of them)."""
+def check_cells(suite: Suite, task: Any, datasets: tuple[str, ...]) -> None:
+    """Every cell run on ``datasets`` has an attack that works on the task (an attack without ``tasks``
+    works on all of them)."""
     for cell in suite.cells:
+        if cell.datasets is not None and not set(cell.datasets) & set(datasets):
+            continue
         tasks = getattr(ATTACKS[cell.attack], "tasks", (task.name,))
         if task.name not in tasks:
             raise ValueError(f"suite {suite.name!r}: attack {cell.attack!r} works on {list(tasks)} models, "
@@ -321,9 +330,24 @@ def run(cfg: RunConfig) -> list[Path]:
     model = resolved.model.to(device).eval().requires_grad_(False)
     task = TASKS[model.task]()
     suite = load_suite(cfg.suite or getattr(model, "default_suite", DEFAULT_SUITES[task.name]))
-    check_cells(suite, task)
-    return [run_dataset(cfg, resolved, model, task, suite, name, device)
-            for name in ((cfg.dataset,) if cfg.dataset else suite.datasets)]
+    datasets = (cfg.dataset,) if cfg.dataset else readable_datasets(suite, task, model, cfg)
+    check_cells(suite, task, datasets)
+    return [run_dataset(cfg, resolved, model, task, suite, name, device) for name in datasets]
+
+
+def readable_datasets(suite: Suite, task: Any, model: torch.nn.Module, cfg: RunConfig) -> tuple[str, ...]:
+    """The suite's datasets, or of a suite with several, those the model can be scored on (a suite may
+    cover several model families: the regression suite); an error if it can read none."""
+    if len(suite.datasets) == 1:
+        return suite.datasets
+    kept = tuple(name for name in suite.datasets
+                 if task.reads(model, load_dataset(name, "test", cfg.data_root, cfg.invert_depth)))
+    if not kept:
+        raise ValueError(f"suite {suite.name!r}: {type(model).__name__} reads none of its datasets {list(suite.datasets)}")
+    if len(kept) < len(suite.datasets):
+        print(f"[bench] suite {suite.name}: skipping datasets {type(model).__name__} does not read: "
+              f"{', '.join(d for d in suite.datasets if d not in kept)}", file=sys.stderr)
+    return kept
 
 
 def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module, task: Any, suite: Suite,
@@ -396,6 +420,10 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
             run_cell(cell, model, task, cell_batches, suite, fingerprint, store, crafter, universal, extra, code, crafted)
 
     summaries = [store.summary(c.id) for c in suite.cells]
+    for cell, summary in zip(suite.cells, summaries):  # bootstrap intervals over the cell's images
+        records = store.records(cell.id)
+        summary["intervals"] = {m: mean_ci([r[m] for r in records], stable_seed(suite.seed, cell.id, m))
+                                for m in task.intervals if records and m in records[0]}
     # each cell's clean reference: the clean cell behind the same defense (the one on the most images)
     cleans: dict[str, Cell] = {}
     for c in (c for c in suite.cells if c.attack == "none"):
@@ -409,7 +437,9 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
         if clean is None or (clean.images or n) < k:
             continue
         records, curves = clean_scores[clean.id]
-        summary["metrics"].update(task.against_clean(store.records(cell.id), records[:k]))
+        hits = task.successes(store.records(cell.id), records[:k])
+        summary["metrics"]["ASR"] = float(np.mean(hits)) if hits else float("nan")
+        summary["intervals"]["ASR"] = mean_ci(hits, stable_seed(suite.seed, cell.id, "ASR"))
         summary["clean_metrics"] = task.summarise(records[:k], {c: v[:k] for c, v in curves.items()})
     rows = leaderboard.rows(summaries, model=resolved.name, checkpoint=resolved.checkpoint, dataset=dataset_name,
                             model_args=cfg.model_args, seed=suite.seed, batch_size=suite.batch_size)

@@ -52,7 +52,7 @@ def test_score_ranks_and_asr_against_clean():
     assert TASK.summarise(records, {}) == {"top1": pytest.approx(1 / 3), "top5": 1.0, "top10": 1.0}
     clean = [{"image": "a", "top1": 1.0}, {"image": "b", "top1": 1.0}, {"image": "c", "top1": 0.0}]
     # a stays correct, b is broken, c was wrong clean and does not count
-    assert TASK.against_clean(records, clean) == {"ASR": 0.5}
+    assert TASK.successes(records, clean) == [False, True]
 
 
 def test_ties_and_nan_follow_one_rule_in_scoring_and_attacks():

@@ -2,6 +2,7 @@ import warnings
 
 import numpy as np
 import py_sod_metrics as psm
+import pytest
 
 from benchmark.metrics.saliency import SODMetrics, mask_iou, summarise, to_uint8
 from benchmark.tasks.saliency import SaliencyTask
@@ -66,5 +67,17 @@ def test_mask_iou_known_values_and_saliency_asr_counts_clean_correct_images_only
 
     clean = [{"image": "a", "IoU": 0.9}, {"image": "b", "IoU": 0.5}, {"image": "c", "IoU": 0.2}]
     attacked = [{"image": "a", "IoU": 0.1}, {"image": "b", "IoU": 0.6}, {"image": "c", "IoU": 0.0}]
-    assert SaliencyTask().against_clean(attacked, clean) == {"ASR": 0.5}  # a broken, b held; c was wrong clean
-    assert np.isnan(SaliencyTask().against_clean(attacked, clean[2:])["ASR"])
+    assert SaliencyTask().successes(attacked, clean) == [True, False]  # a broken, b held; c was wrong clean
+    assert SaliencyTask().successes(attacked, clean[2:]) == []
+
+
+def test_bootstrap_interval_of_a_mean_matches_the_normal_approximation_and_is_seeded():
+    from benchmark.metrics.bootstrap import mean_ci
+
+    x = np.random.default_rng(5).normal(0.5, 0.4, 400)
+    se = x.std() / np.sqrt(len(x))  # about 0.02: the normal interval mean -+ 1.96 se
+    low, high = mean_ci(x, seed=0)
+    assert low == pytest.approx(x.mean() - 1.96 * se, abs=0.004) and high == pytest.approx(x.mean() + 1.96 * se, abs=0.004)
+    assert mean_ci(x, seed=0) == (low, high) and mean_ci(x, seed=1) != (low, high)
+    assert mean_ci([0.7] * 10, seed=0) == (0.7, 0.7)
+    assert all(np.isnan(mean_ci([], seed=0)))

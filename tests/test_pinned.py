@@ -21,7 +21,7 @@ def test_every_embedded_variant_is_pinned_with_its_current_recipe_and_a_small_fi
     for name, entry in entries.items():
         _, path = pinned_weights(name)  # sha256 verified
         assert entry.recipe == TRAINERS[name][0].id, f"{name}: recipe changed, `make train MODEL={name} PIN=1`"
-        assert path.stat().st_size < 15e6 and entry.why, name
+        assert path.stat().st_size < 20e6 and entry.why, name
         assert not missed_targets(entry.test, entry.target) and entry.target, name
 
 
@@ -54,7 +54,8 @@ def _registry_copy(tmp_path, name="jldcf-tiny"):
 def test_a_changed_or_missing_pinned_file_is_an_error_naming_it(tmp_path):
     reg, file = _registry_copy(tmp_path)
     assert pinned_weights("jldcf-tiny", reg)[1] == file
-    file.write_bytes(file.read_bytes()[:-1] + b"\0")
+    data = file.read_bytes()
+    file.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     with pytest.raises(ValueError, match=f"{file}: sha256 .* differs"):
         pinned_weights("jldcf-tiny", reg)
     file.unlink()

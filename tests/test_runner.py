@@ -1,4 +1,4 @@
-"""End to end on a briefly trained tiny model: run, resume, leaderboard, plot, provenance."""
+"""End to end on the pinned tiny JL-DCF: run, resume, leaderboard, plot, provenance, intervals."""
 import json
 
 import pandas as pd
@@ -51,6 +51,17 @@ def test_attacks_lower_the_metric_within_budget(smoke_run):
         for line in (run_dir / "cells" / cell.id / "records.jsonl").read_text().splitlines():
             r = json.loads(line)
             assert r["linf_rgb"] <= cell.threat.eps + 1e-6 and r["linf_depth"] <= cell.threat.depth_eps + 1e-6
+
+
+def test_rows_carry_bootstrap_intervals_around_their_scores(smoke_run):
+    run_dir, tmp = smoke_run
+    table = pd.read_csv(tmp / "leaderboards" / "saliency.csv")
+    for m in ("S", "MAE"):
+        assert (table[f"{m}_lo"] <= table[m] + 1e-9).all() and (table[m] <= table[f"{m}_hi"] + 1e-9).all(), m
+    pgd = table[(table.attack == "pgd") & (table.modality == "rgbd")].iloc[0]
+    assert pgd.S_hi - pgd.S_lo > 0.01 and pgd.ASR_lo <= pgd.ASR <= pgd.ASR_hi  # 8 images: a wide interval
+    md = (tmp / "leaderboards" / "saliency.md").read_text()
+    assert f"{pgd.S:.3f} ({pgd.S_lo:.3f}-{pgd.S_hi:.3f})" in md and "95% bootstrap interval" in md
 
 
 def test_killed_run_resumes_and_skips_finished_cells(pinned_tiny, tmp_path, monkeypatch):

@@ -75,15 +75,26 @@ class ClassifierView(ModelView):
 class ClassificationTask:
     name = "classification"
     metrics = CLASSIFICATION_METRICS
+    intervals = ("top1",)  # per-image means: the leaderboard gives their bootstrap interval, and ASR's
     early_stop = True  # once misclassified an image needs no more queries
     score_without_patch = False  # a label has no pixels to exclude
 
     def make_batch(self, samples: Sequence[Any], model: nn.Module) -> LabelledBatch:
         return make_labelled_batch(samples, model.input_size)
 
+    @staticmethod
+    def _needs(dataset: Any) -> tuple[str, str]:
+        """The model method ``dataset`` needs, and what it gives the model."""
+        return ("set_gallery", "an image gallery") if hasattr(dataset, "gallery") else ("set_classes", "prompts")
+
+    def reads(self, model: nn.Module, dataset: Any) -> bool:
+        """Whether ``model`` can be scored on ``dataset``: a classification dataset whose queries it scores
+        the way the model does (against prompts, or against a gallery of the other modality)."""
+        return dataset.task == self.name and hasattr(model, self._needs(dataset)[0])
+
     def prepare(self, model: nn.Module, dataset: Any) -> None:
         """Give the model what ``dataset``'s queries are scored against: class prompts, or a gallery."""
-        wants, has = ("set_gallery", "an image gallery") if hasattr(dataset, "gallery") else ("set_classes", "prompts")
+        wants, has = self._needs(dataset)
         if not hasattr(model, wants):
             raise ValueError(f"dataset {dataset.name!r} scores queries against {has}; "
                              f"{type(model).__name__} takes no {has}")
@@ -185,8 +196,7 @@ class ClassificationTask:
         names = [f"top{k}" for k in TOP_K] + (["ITM"] if records and "ITM" in records[0] else [])
         return {m: float(np.mean([r[m] for r in records])) for m in names}
 
-    def against_clean(self, records: list[dict], clean: list[dict]) -> dict[str, float]:
-        """ASR over the images this cell and the clean cell share that were correct clean (NaN if none)."""
+    def successes(self, records: list[dict], clean: list[dict]) -> list[bool]:
+        """Per image correct in the clean cell: whether the attack makes it wrong. Their mean is ASR."""
         correct = {r["image"] for r in clean if r["top1"] == 1.0}
-        hit = [r["top1"] == 0.0 for r in records if r["image"] in correct]
-        return {"ASR": float(np.mean(hit)) if hit else float("nan")}
+        return [r["top1"] == 0.0 for r in records if r["image"] in correct]

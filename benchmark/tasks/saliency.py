@@ -103,12 +103,17 @@ class PixelBCEWithLogits(nn.Module):
 class SaliencyTask:
     name = "saliency"
     metrics = SALIENCY_METRICS
+    intervals = ("S", "MAE")  # per-image means: the leaderboard gives their bootstrap interval, and ASR's
     early_stop = False  # a dense attack keeps lowering the metric after "success"; spend the budget
     score_without_patch = True  # a pasted patch may rightly become salient: also score without it
 
     def make_batch(self, samples: Sequence[Sample], model: nn.Module) -> Batch:
         """``samples`` at ``model``'s resolution, read by its official test loader."""
         return make_batch(samples, model.input_size, model.input_loader)
+
+    def reads(self, model: nn.Module, dataset: Any) -> bool:
+        """Whether ``model`` can be scored on ``dataset``: any RGB-D saliency dataset."""
+        return dataset.task == self.name
 
     def prepare(self, model: nn.Module, dataset: Any) -> None:
         """Nothing to build: a saliency model's output does not depend on the dataset."""
@@ -185,13 +190,12 @@ class SaliencyTask:
     def summarise(self, records: list[dict], curves: dict[str, np.ndarray]) -> dict[str, float]:
         return sod.summarise(records, curves["f"], curves["e"])
 
-    def against_clean(self, records: list[dict], clean: list[dict]) -> dict[str, float]:
-        """ASR: the share of the images whose clean map overlaps the GT by at least half (IoU >= 0.5, the
-        clean cell behind the same defense) that the attack takes below half (NaN if none; records
-        scored before IoU was recorded give NaN). The other metrics are scores of their own."""
+    def successes(self, records: list[dict], clean: list[dict]) -> list[bool]:
+        """Per image whose clean map overlaps the GT by at least half (IoU >= 0.5, in the clean cell behind
+        the same defense): whether the attack takes it below half. Their mean is ASR. Records scored
+        before IoU was recorded do not count."""
         correct = {r["image"] for r in clean if r.get("IoU", np.nan) >= 0.5}
-        hit = [r["IoU"] < 0.5 for r in records if r["image"] in correct and "IoU" in r]
-        return {"ASR": float(np.mean(hit)) if hit else float("nan")}
+        return [r["IoU"] < 0.5 for r in records if r["image"] in correct and "IoU" in r]
 
     def score(self, model: nn.Module, logits: Tensor, batch: Batch,
               exclude: Tensor | None = None) -> list[tuple[dict[str, float], dict[str, np.ndarray]]]:

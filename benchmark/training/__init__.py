@@ -1,5 +1,6 @@
 """Training-time code in one home: the trainers of the embedded variants (one loop per model family)
-and the recipes that `make bench` trains and caches on first use. Adding a variant is a recipe here.
+and the recipes of the pinned weights (`benchmark/pinned.py`; a variant not pinned yet is trained
+on first use and cached). Adding a variant is a recipe here.
 
     variant -> (recipe, trainer)
 """

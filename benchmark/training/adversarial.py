@@ -6,7 +6,7 @@ PGD adversarial training (Madry, Makelov, Schmidt, Tsipras, Vladu, ICLR 2018),
 with L the saliency training loss (``training/saliency.py``). The inner maximisation is the benchmark's
 own PGD (the ``pgd`` attack of the registry, on the saliency task's attack space and objective), so a
 model is trained against the attack it is scored with. clip-tiny (``clip-tiny-tecoa``): TeCoA, below.
-Fine-tuning starts from the base variant's cached checkpoint (trained first if missing).
+Fine-tuning starts from the base variant's weights as `make bench` resolves them (pinned).
 """
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def pgd_perturbation(threat: ThreatModel):
 
 def train_adversarial(name: str, out: Path, recipe: AdversarialRecipe | None = None, device: str = "cpu",
                       base: ResolvedModel | None = None) -> dict[str, float]:
-    """Fine-tune ``base`` (default: the recipe's base variant, cached next to ``out``, trained first if
+    """Fine-tune ``base`` (default: the recipe's base variant as `make bench` resolves it, trained first if
     missing) adversarially, save it to ``out``, return its clean scores."""
     from benchmark.zoo import resolve_model  # the base is resolved like any model
 
@@ -126,7 +126,7 @@ TECOA_RECIPES = {"clip-tiny-tecoa": TeCoARecipe(base_recipe=CLIP_RECIPES["clip-t
 
 def train_tecoa(name: str, out: Path, recipe: TeCoARecipe | None = None, device: str = "cpu",
                 base: ResolvedModel | None = None) -> dict[str, float]:
-    """Fine-tune the image tower of ``base`` (default: clip-tiny, cached next to ``out``) with TeCoA on the
+    """Fine-tune the image tower of ``base`` (default: clip-tiny as `make bench` resolves it) with TeCoA on the
     captioned shapes' class labels; save the open_clip state_dict to ``out``; return its clean scores."""
     from benchmark.zoo import resolve_model
 
