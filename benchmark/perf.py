@@ -1,5 +1,10 @@
-"""Performance benchmarks of our own attacks against a library's: ``python -m benchmark.perf [zoo]``
+"""Performance benchmarks, each printing ratios measured in one run: ``python -m benchmark.perf [zoo] [pgd]``
 (``make perf``).
+
+``pgd``: the time of one gradient step of PGD through torchattacks and through ART on the pinned
+jldcf-tiny (16 synthetic test images at 64 px, rgbd, eps 8/255), against the floor: one forward and
+one input-only backward of the same batch through the same attacked-model view. Target: ours within
+1.05x of the floor.
 
 ``zoo``: our ZOO (attacks/zoo.py) against ART's ``ZooAttack`` (both Chen et al. 2017, arXiv:1708.03999)
 at the same query budget per image, on a small CNN trained here in seconds on scikit-learn's bundled
@@ -189,7 +194,51 @@ def bench_zoo() -> None:
               f"batches of 512 (x{batched / one:.1f})")
 
 
-BENCHMARKS = {"zoo": bench_zoo}
+def median_seconds(fn: Callable[[], object], repeats: int = 5) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def bench_pgd(steps: int = 10, images: int = 16) -> None:
+    from attacks import ATTACKS
+    from benchmark.data import SyntheticRGBD, make_batch
+    from benchmark.tasks import SaliencyTask
+    from benchmark.zoo import resolve_model
+
+    task = SaliencyTask()
+    model = resolve_model("jldcf-tiny").model.eval().requires_grad_(False)
+    ds = SyntheticRGBD("test")
+    batch = make_batch([ds[i] for i in range(images)], model.input_size)
+    threat = ThreatModel(eps=8 / 255, modality="rgbd", steps=steps)
+    space = task.attack_space(batch, threat)
+    dense = task.attacked_model(model, space, batch)
+    u0 = space.initial()
+    view, labels = task.torchattacks_model(dense), task.torchattacks_labels(batch.target)
+
+    def floor() -> None:  # one forward and one input-only backward, the loss torchattacks uses
+        u = u0.clone().requires_grad_(True)
+        torch.autograd.grad(F.cross_entropy(view(u), labels), u)
+
+    def attack(name: str) -> Callable[[], object]:
+        return lambda: ATTACKS[name](dense, u0, batch.target, threat, task)
+
+    floor_s = median_seconds(floor, repeats=3 * steps)
+    print(f"\nPGD on jldcf-tiny (pinned), {images} images at {model.input_size} px, rgbd, eps 8/255, {steps} steps; "
+          f"torch threads {torch.get_num_threads()}")
+    print(f"floor (forward + input backward): {1000 * floor_s:.1f} ms per step")
+    for name, label in (("pgd", "torchattacks PGD"), ("art-pgd", "ART ProjectedGradientDescent")):
+        per_step = median_seconds(attack(name), repeats=3) / steps
+        print(f"{label:<30} {1000 * per_step:7.1f} ms per step  x{per_step / floor_s:.2f} the floor"
+              + ("  (target <= 1.05)" if name == "pgd" else ""))
+
+
+BENCHMARKS = {"zoo": bench_zoo, "pgd": bench_pgd}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,12 @@ def test_compare_flags_regression_beyond_tolerance_and_lists_row_changes():
     assert not regressed
 
 
+def test_report_shows_the_base_interval_next_to_each_change():
+    base = {"saliency": pd.DataFrame([_row(S=0.5, S_lo=0.46, S_hi=0.54)])}
+    report, regressed = compare(base, {"saliency": pd.DataFrame([_row(S=0.485, S_lo=0.44, S_hi=0.53)])}, {"S": 0.02})
+    assert not regressed and "S -0.0150 [base 95% CI 0.460-0.540]" in report
+
+
 def test_table_from_before_a_key_column_existed_still_joins():
     old = pd.DataFrame([_row()]).drop(columns=["queries", "surrogate", "params", "defense", "eval"])
     report, regressed = compare({"saliency": old}, {"saliency": pd.DataFrame([_row(S=0.45)])})
