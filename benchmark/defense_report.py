@@ -89,11 +89,13 @@ def defense_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
                 ms = s["defense_ms"].mean() if "defense_ms" in s else np.nan
                 robust = adp if np.isnan(obl) else sign * min(sign * obl, sign * adp)
                 robust_eval = "adaptive" if robust == adp else ("-" if builtin else "oblivious")
-                asr = s[s["eval"] == robust_eval]["ASR"].mean() if "ASR" in s else np.nan
+                run = s[s["eval"] == robust_eval]
+                asr = run["ASR"].mean() if "ASR" in s else np.nan
+                interval = tuple(run[f"{metric}_{end}"].mean() if f"{metric}_{end}" in s else np.nan for end in ("lo", "hi"))
                 out.append({**dict(zip(GROUP, key)), "defense": "none (built-in)" if builtin else defense,
                             **dict(zip(SETTING, setting)), "clean": clean, "clean_drop": sign * (clean0 - clean),
                             "undefended": adv, "oblivious": obl, "adaptive": adp, "robust": robust,
-                            "gap": sign * (obl - adp),
+                            "robust_lo": interval[0], "robust_hi": interval[1], "gap": sign * (obl - adp),
                             "recovery": (robust - adv) / (clean0 - adv) if clean0 != adv else np.nan, "ASR": asr,
                             "ms": ms})
     return pd.DataFrame(out)
@@ -177,6 +179,11 @@ def _f(v: float, digits: int = 3) -> str:
     return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
 
 
+def _interval(r: pd.Series) -> str:
+    """`` (lo-hi)``: the robust run's 95% bootstrap interval over images, where the rows have one."""
+    return "" if np.isnan(r.robust_lo) or np.isnan(r.robust_hi) else f" ({r.robust_lo:.3f}-{r.robust_hi:.3f})"
+
+
 def _setting(r: pd.Series) -> str:
     via = f" from {r.surrogate}" if r.surrogate != "-" else ""
     steps = f"-{int(r.steps)}" if r.steps > 1 else ""
@@ -244,6 +251,7 @@ def render(table: pd.DataFrame, task: str, metric: str, plot: Path) -> str:
              "model; **robust** (the headline) is the worse of the two, the strongest attack run. `gap` = oblivious - "
              "adaptive (what an oblivious evaluation overstates; < 0: the adaptive attack is the weaker, see flag "
              "`oblivious>adaptive`); `recovery` = (robust - undefended adv) / (undefended clean - undefended adv); "
+             "in brackets, the robust run's 95% bootstrap interval over the images; "
              "`ASR`: the attack success rate of the robust run, after the defense (the share of the images the defended "
              "model gets right clean that the attack breaks; across models: mean / max); `ms`: the defense's time per "
              f"image. Flags (warnings, tolerance {TOLERANCE}) are defined in "
@@ -292,7 +300,7 @@ def render(table: pd.DataFrame, task: str, metric: str, plot: Path) -> str:
                   "|" + "---|" * 12]
         for _, r in g.iterrows():
             lines.append(f"| {r.defense} | {_setting(r)} | {_f(r.clean)} | {_f(r.clean_drop)} | {_f(r.undefended)} "
-                         f"| {_f(r.oblivious)} | {_f(r.adaptive)} | **{_f(r.robust)}** | {_f(r.gap)} | {_f(r.recovery, 2)} "
+                         f"| {_f(r.oblivious)} | {_f(r.adaptive)} | **{_f(r.robust)}**{_interval(r)} | {_f(r.gap)} | {_f(r.recovery, 2)} "
                          f"| {_f(r.ASR, 2)} | {_f(r.ms, 1)} |")
         lines.append("")
     return "\n".join(lines)

@@ -222,7 +222,9 @@ def update(directory: Path, task: str, new: pd.DataFrame, table_suffix: str | No
               f"eps in [0,1] pixel units; for l0 and patch, the fraction of the image. `commit`: the code that "
               f"computed the row (`+dirty`: with uncommitted changes). {INTERVALS}\n\n")
     if (table.defense != "none").any() or (table["eval"] != "-").any():  # a defenses table: its own report
-        body = defense_report.render(table, task, METRICS[task][0], directory / f"{name}.png")
+        plain = table[(table.defense == "none") & (table["eval"] == "-")]
+        body = (defense_report.render(table, task, METRICS[task][0], directory / f"{name}.png")
+                + "\n# Undefended cells\n\n" + to_markdown(plain, METRICS[task]))
     else:
         body = to_markdown(table, METRICS[task])
     atomic_write_text(directory / f"{name}.md", header + body)
