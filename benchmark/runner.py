@@ -174,6 +174,7 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
     cell and kept in ``crafted`` (one such cell's at a time, so the runner runs them in a row): the
     oblivious cells of every defense score the very inputs the undefended cell was attacked with, and
     cost one defended forward pass each."""
+    started = time.perf_counter()
     scored, crafter = defended_models(cell, model, model if crafter is None else crafter, task)
     crafter_fingerprint = fingerprint if crafter is model else model_fingerprint(crafter)
     params = attack_params(cell)
@@ -232,6 +233,7 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
         info.update(mask_scores(*([r[k] for r in records] for k in ("mask_tp", "mask_fp", "mask_fn"))))
     summary = {"id": cell.id, "cell": cell.spec(), "backend": ATTACKS[cell.attack].backend, "n_images": len(records),
                "attack_seconds": round(seconds, 3), "metrics": metrics, "info": info,
+               "cell_seconds": round(time.perf_counter() - started, 3),  # all of it but storing the cell
                "code": code or code_state(), **extra}
     arrays = {k: np.concatenate([a[k] for a in adversarial]) for k in adversarial[0]} if adversarial else None
     store.write_cell(cell.id, summary, records, stack_curves(curves), adversarial=arrays)
