@@ -56,7 +56,7 @@ list: $(PY)
 	$(PY) -m benchmark list
 
 perf: $(PY)
-	$(PY) -m benchmark.perf
+	$(PY) -m benchmark.perf $(ARGS)
 
 clean:
 	rm -rf $(VENV) results

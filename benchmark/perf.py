@@ -240,6 +240,17 @@ def bench_pgd(steps: int = 10, images: int = 16) -> None:
         per_step = median_seconds(attack(name), repeats=3) / steps
         print(f"{label:<30} {1000 * per_step:7.1f} ms per step  x{per_step / floor_s:.2f} the floor"
               + ("  (target <= 1.05)" if name == "pgd" else ""))
+    # ART's SquareAttack: each iteration predicts the batch, then the loss of the current and of the new
+    # point (ART does not keep the current loss), i.e. 3 forward passes per query of each image
+    queries = 50
+    square = ThreatModel(eps=8 / 255, modality="rgbd", queries=queries)
+    counted = QueryCounter(dense)
+    with torch.no_grad():
+        forward_s = median_seconds(lambda: dense(u0), repeats=5)
+    seconds = median_seconds(lambda: ATTACKS["art-square"](counted, u0, batch.target, square, task), repeats=1)
+    passes = counted.queries / len(u0) / 2  # median_seconds runs it twice (warm-up, then timed)
+    print(f"ART SquareAttack, {queries} queries: {seconds:.1f} s for {passes:.0f} forward passes of the batch, "
+          f"x{seconds / (passes * forward_s):.2f} the time of those forward passes alone")
 
 
 OVERHEAD_SUITE = """

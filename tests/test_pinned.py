@@ -33,6 +33,19 @@ def test_pinned_saliency_weights_reproduce_their_recorded_scores(name):
     assert evaluate(resolved.model) == pytest.approx(registry()[name].test, abs=1e-4)
 
 
+def test_the_pinned_tecoa_image_tower_over_pinned_clip_tiny_reproduces_its_scores(tmp_path):
+    """clip-tiny-tecoa is pinned as its image tower; composed with clip-tiny's pinned text tower it scores as
+    recorded, and its text tower is clip-tiny's."""
+    from benchmark.training.clip import evaluate as evaluate_clip
+
+    tuned, base = zoo.resolve_model("clip-tiny-tecoa", cache=tmp_path), zoo.resolve_model("clip-tiny")
+    assert tuned.checkpoint == registry()["clip-tiny-tecoa"].label() and list(tmp_path.iterdir())
+    assert evaluate_clip(tuned.model) == pytest.approx(registry()["clip-tiny-tecoa"].test, abs=1e-4)
+    tuned_state, base_state = tuned.model.model.state_dict(), base.model.model.state_dict()
+    assert all(torch.equal(v, base_state[k]) for k, v in tuned_state.items() if not k.startswith("visual."))
+    assert any(not torch.equal(v, base_state[k]) for k, v in tuned_state.items() if k.startswith("visual."))
+
+
 def test_bench_uses_the_pinned_weights_without_training(monkeypatch, tmp_path):
     def refuse(*_):
         raise AssertionError("trained although pinned")

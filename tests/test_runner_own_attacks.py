@@ -15,7 +15,7 @@ seed: 0
 limit: 8
 cells:
   - {attack: none}
-  - {attack: uap, eps: [8/255], modality: [rgbd], steps: 1, params: {fit_images: 16, epochs: 1}}
+  - {attack: uap, eps: [8/255], modality: [rgbd], steps: 1, params: {fit_images: 16, epochs: 4}}
   - {attack: jsma, norm: l0, eps: [0.01], modality: [rgb], steps: 2}
   - {attack: pgd, eps: [8/255], modality: [rgbd], steps: 2}
   - {attack: pgd, eps: [8/255], modality: [rgbd], steps: 2, surrogate: [jldcf-tiny]}

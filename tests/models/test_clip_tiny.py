@@ -68,7 +68,7 @@ def test_the_release_is_half_precision_and_scored_after_rounding(trained):
     floats = [t for t in state.values() if t.is_floating_point()]
     assert floats and all(t.dtype == torch.float16 for t in floats)
     for name, t in model.model.state_dict().items():  # the scored model holds exactly the released values
-        assert t.dtype == torch.float32 and torch.equal(t, state[name].to(t.dtype)), name
+        assert torch.equal(t, state[name].to(t.dtype)) and (t.dtype == torch.float32 or not t.is_floating_point()), name
 
 
 def test_the_pinned_weights_beat_chance_clearly_and_reproduce_their_scores(pinned_clip_tiny):
