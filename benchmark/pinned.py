@@ -79,13 +79,13 @@ def pinned_weights(name: str, path: Path | None = None) -> tuple[PinnedWeights, 
 def compose(entry: PinnedWeights, file: Path, cache: Path) -> Path:
     """The full checkpoint of a pinned entry with a ``base``: the base's pinned state_dict updated with the
     entry's tensors, written once to ``cache``; an error if the base was re-pinned since."""
-    out = cache / f"{entry.name}@{entry.sha256[:8]}.pt"
-    if out.is_file():
-        return out
-    base_entry, base_file = pinned_weights(entry.base)
+    base_entry, base_file = pinned_weights(entry.base, file.parent / REGISTRY.name)
     if base_entry.sha256 != entry.base_sha256:
         raise ValueError(f"{file}: pinned against {entry.base}@{entry.base_sha256[:8]}, which is now "
                          f"@{base_entry.sha256[:8]}; `make train MODEL={entry.name} PIN=1` re-pins it")
+    out = cache / f"{entry.name}@{entry.sha256[:8]}.pt"
+    if out.is_file():
+        return out
     state, own = load_state_dict_file(base_file), load_state_dict_file(file)
     if set(own) - set(state):
         raise ValueError(f"{file}: tensors {sorted(set(own) - set(state))[:3]} are not in {entry.base}'s weights")

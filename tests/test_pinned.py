@@ -79,6 +79,21 @@ def test_a_changed_or_missing_pinned_file_is_an_error_naming_it(tmp_path):
         registry(reg)
 
 
+def test_a_variant_pinned_over_a_base_pinned_again_since_is_an_error(tmp_path):
+    from benchmark.pinned import compose
+
+    entries = registry()
+    for name in ("clip-tiny", "clip-tiny-tecoa"):
+        (tmp_path / entries[name].file).write_bytes(pinned_weights(name)[1].read_bytes())
+    stale = {**vars(entries["clip-tiny-tecoa"]), "base_sha256": "0" * 64}
+    reg = tmp_path / "pinned.json"
+    reg.write_text(json.dumps({"clip-tiny": {k: v for k, v in vars(entries["clip-tiny"]).items() if k != "name"},
+                               "clip-tiny-tecoa": {k: v for k, v in stale.items() if k != "name"}}))
+    entry, file = pinned_weights("clip-tiny-tecoa", reg)
+    with pytest.raises(ValueError, match="pinned against clip-tiny@00000000"):
+        compose(entry, file, tmp_path / "cache")
+
+
 def test_targets_respect_the_metric_direction():
     assert missed_targets({"S": 0.9, "MAE": 0.02}, {"S": 0.85, "MAE": 0.05}) == []
     assert missed_targets({"S": 0.8, "MAE": 0.06}, {"S": 0.85, "MAE": 0.05}) == ["S 0.800 < 0.85", "MAE 0.060 > 0.05"]
