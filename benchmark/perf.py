@@ -238,8 +238,13 @@ def bench_pgd(steps: int = 10, images: int = 16) -> None:
     print(f"floor (forward + input backward): {1000 * floor_s:.1f} ms per step")
     for name, label in (("pgd", "torchattacks PGD"), ("art-pgd", "ART ProjectedGradientDescent")):
         per_step = median_seconds(attack(name), repeats=3) / steps
-        print(f"{label:<30} {1000 * per_step:7.1f} ms per step  x{per_step / floor_s:.2f} the floor"
-              + ("  (target <= 1.05)" if name == "pgd" else ""))
+        counted = QueryCounter(dense)
+        ATTACKS[name](counted, u0, batch.target, threat, task)
+        passes = counted.queries / len(u0)
+        print(f"{label:<30} {1000 * per_step:7.1f} ms per step  x{per_step / floor_s:.2f} the floor, "
+              f"{passes:.0f} forward passes for {steps} steps" + ("  (target <= 1.05)" if name == "pgd" else ""))
+    # ART's PGD: after the steps, its success-rate log line calls compute_success, which predicts x and x_adv
+    # (2 more forward passes) even when the log level hides the message (Python evaluates the arguments)
     # ART's SquareAttack: each iteration predicts the batch, then the loss of the current and of the new
     # point (ART does not keep the current loss), i.e. 3 forward passes per query of each image
     queries = 50
