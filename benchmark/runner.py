@@ -422,8 +422,9 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
             run_cell(cell, model, task, cell_batches, suite, fingerprint, store, crafter, universal, extra, code, crafted)
 
     summaries = [store.summary(c.id) for c in suite.cells]
+    cell_records = {c.id: store.records(c.id) for c in suite.cells}  # read once
     for cell, summary in zip(suite.cells, summaries):  # bootstrap intervals over the cell's images
-        records = store.records(cell.id)
+        records = cell_records[cell.id]
         summary["intervals"] = {m: mean_ci([r[m] for r in records], stable_seed(suite.seed, cell.id, m))
                                 for m in task.intervals if records and m in records[0]}
     # each cell's clean reference: the clean cell behind the same defense (the one on the most images)
@@ -432,14 +433,14 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
         kept = cleans.get(c.defense_label)
         if kept is None or (kept.images or n) < (c.images or n):
             cleans[c.defense_label] = c
-    clean_scores = {c.id: (store.records(c.id), store.curves(c.id)) for c in cleans.values()}  # read once
+    clean_scores = {c.id: (cell_records[c.id], store.curves(c.id)) for c in cleans.values()}
     for cell, summary in zip(suite.cells, summaries):
         clean = cleans.get(cell.defense_label)
         k = min(cell.images or n, n)  # a cell on the first k images: their clean scores
         if clean is None or (clean.images or n) < k:
             continue
         records, curves = clean_scores[clean.id]
-        hits = task.successes(store.records(cell.id), records[:k])
+        hits = task.successes(cell_records[cell.id], records[:k])
         summary["metrics"]["ASR"] = float(np.mean(hits)) if hits else float("nan")
         summary["intervals"]["ASR"] = mean_ci(hits, stable_seed(suite.seed, cell.id, "ASR"))
         summary["clean_metrics"] = task.summarise(records[:k], {c: v[:k] for c, v in curves.items()})
