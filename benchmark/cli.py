@@ -96,11 +96,12 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 
 def cmd_regress(a: argparse.Namespace) -> int:
-    from benchmark.regress import regress
+    from benchmark.regress import MODELS, regress
 
     use_device(a.device)
     tolerances = {k: float(v) for k, v in _kv(a.tol, "--tol").items()}
-    report, regressed = regress(a.base, a.head, tuple(a.models.split()), a.suite, a.device, Path(a.out), tolerances)
+    models = tuple(a.models.split()) if a.models else MODELS
+    report, regressed = regress(a.base, a.head, models, a.suite, a.device, Path(a.out), tolerances)
     print(report)
     return 1 if regressed else 0
 
@@ -175,14 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--leaderboards", default="leaderboards")
     c.set_defaults(func=cmd_compare)
 
-    from benchmark.regress import MODELS
-
     g = sub.add_parser("regress", help="run a suite at two revisions (same pinned weights, same device) and "
                        "compare them; exit 1 on regression")
     g.add_argument("base", help="git revision, e.g. HEAD~1 or origin/main")
     g.add_argument("head", nargs="?", default=None, help="git revision (default: the working tree)")
     g.add_argument("--suite", default="regression", help="suite name or YAML path (this checkout's file runs at both)")
-    g.add_argument("--models", default=" ".join(MODELS), help="space-separated model names (default: one per family)")
+    g.add_argument("--models", help="space-separated model names (default: one per family, benchmark/regress.py)")
     g.add_argument("--device", default="cpu")
     g.add_argument("--tol", action="append", default=[], metavar="METRIC=VALUE", help="as for compare")
     g.add_argument("--out", default="results/regress", help="run folders, leaderboards and compare.md")

@@ -18,7 +18,7 @@ from typing import Iterator
 from benchmark.compare import compare, load_tables
 from benchmark.provenance import REPO
 from benchmark.results import atomic_write_text
-from benchmark.suite import SUITES_DIR
+from benchmark.suite import suite_path
 from benchmark.zoo import variant_checkpoint
 from models import TINY_VARIANT
 
@@ -65,7 +65,7 @@ def regress(base: str, head: str | None, models: tuple[str, ...] = MODELS, suite
             tolerances: dict[str, float] | None = None) -> tuple[str, bool]:
     """Run ``suite`` at ``base`` and ``head`` (None: the working tree) into ``out/{base,head}`` and
     compare; the report is also written to ``out/compare.md``. Returns (report, regressed)."""
-    suite_file = Path(suite) if suite.endswith((".yaml", ".yml")) else SUITES_DIR / f"{suite}.yaml"
+    suite_file = suite_path(suite)
     if not suite_file.is_file():
         raise FileNotFoundError(f"suite not found: {suite_file}")
     sides = {}

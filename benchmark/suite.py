@@ -170,11 +170,15 @@ def _threat(name: str, entry: dict[str, Any], values: dict[str, Any]) -> ThreatM
     )
 
 
+def suite_path(name_or_path: str) -> Path:
+    """``benchmark/suites/<name>.yaml`` for a name, the path itself for a path."""
+    path = Path(name_or_path)
+    return SUITES_DIR / f"{name_or_path}.yaml" if not path.suffix else path
+
+
 def load_suite(name_or_path: str) -> Suite:
     """A suite by name (``benchmark/suites/<name>.yaml``) or by path; errors name the file."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = SUITES_DIR / f"{name_or_path}.yaml"
+    path = suite_path(name_or_path)
     if not path.is_file():
         known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
         raise FileNotFoundError(f"suite not found: {path} (built-in suites: {known})")
