@@ -12,7 +12,8 @@ Black-box attacks (SquareAttack, ZooAttack, HopSkipJump) query the model through
 (``queries.py``), which records their queries per image and refuses any past ``threat.queries``. None of
 the three takes a budget in queries, so their iterations are derived from it by what ART spends per
 iteration (art 1.20; see ``square_iterations``, ``zoo_iterations``, ``hop_skip_jump_schedule``); without a
-budget they run ``steps`` iterations, counted. ZooAttack (batch_size=1) and HopSkipJump attack one image
+budget they run ``steps`` iterations, counted. SquareAttack's repeated questions about a point it
+already asked about are answered from the counter's memory (see ``queries.py``). ZooAttack (batch_size=1) and HopSkipJump attack one image
 at a time, so they are run one image at a time and charged to it; HopSkipJump's spending depends on the
 image (random starting points, binary and step-size searches), so it is stopped when the budget runs
 out and keeps its current point on the boundary (:class:`StoppableHopSkipJump`).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from contextlib import nullcontext
 from unittest import mock
 from typing import Any
 
@@ -40,10 +42,10 @@ SUCCESS_LOG = 2  # ZooAttack and HopSkipJump predict x and x_adv once more to lo
 
 
 def square_iterations(queries: int, restarts: int) -> int:
-    """SquareAttack's max_iter within ``queries``: each restart and each iteration predicts the whole
-    batch, then the loss of the current and of the new point of every image still robust (3 queries; ART
-    does not keep the current loss), after the probe."""
-    iterations = (queries - PROBE) // (3 * restarts) - 1
+    """SquareAttack's max_iter within ``queries``: after the probe, each restart queries its first candidate
+    and each iteration its new one, per image still robust. ART also asks each current point again (is it
+    robust? its loss?), which the counter answers from memory (``QueryCounter.remembering``)."""
+    iterations = (queries - PROBE) // restarts - 1
     if iterations < 1:
         raise ValueError(f"SquareAttack: {queries} queries are too few for one iteration")
     return iterations
@@ -105,16 +107,16 @@ OVERRIDES = {"HopSkipJump": StoppableHopSkipJump}
 PER_IMAGE = (evasion.ZooAttack, StoppableHopSkipJump)  # attack one image at a time anyway
 
 
-def _square_hooks(dense: nn.Module, task: Any) -> dict[str, Any]:
+def _square_hooks(dense: nn.Module, u0: Tensor, task: Any) -> dict[str, Any]:
     """SquareAttack minimises ``loss(x, y)`` per sample and stops a sample once ``adv_criterion`` holds.
     For a dense task (no early stop) we minimise the negated task objective and never stop: the query
-    budget is spent in full. A classifier keeps ART's own margin loss and success criterion."""
-    device = next(dense.parameters()).device
+    budget is spent in full. A classifier keeps ART's own margin loss and success criterion. Queries
+    arrive in the attacked input's dtype, as through the estimator (``InputDtype``)."""
 
     def loss(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            logits = dense(torch.from_numpy(x).to(device))
-            y_t = torch.from_numpy(y).to(device).view_as(logits)
+            logits = dense(torch.from_numpy(x).to(u0.device, u0.dtype))
+            y_t = torch.from_numpy(y).to(u0.device).view_as(logits)
             return -task.loss(logits, y_t).cpu().numpy()
 
     return {"loss": loss, "adv_criterion": lambda y_pred, y: np.zeros(len(y), dtype=bool)}
@@ -151,6 +153,11 @@ class ARTAttack:
                  **params: Any) -> Tensor | AttackOutput:
         check_norm(self.cls.__name__, self.norms, threat)
         counter = counted(dense, u0, threat.queries) if self.black_box else None
+        with counter.remembering() if counter is not None and self.cls is evasion.SquareAttack else nullcontext():
+            return self._run(dense, counter, u0, target, threat, task, params)
+
+    def _run(self, dense: nn.Module, counter: QueryCounter | None, u0: Tensor, target: Tensor,
+             threat: ThreatModel, task: Any, params: dict[str, Any]) -> Tensor | AttackOutput:
         model = InputDtype(task.art_model(counter or dense), u0.dtype)
         with torch.no_grad():
             nb_classes = model(u0).shape[1]  # the whole batch: a view may hold per-image state
@@ -167,7 +174,7 @@ class ARTAttack:
             "max_iter": threat.steps, "batch_size": len(u0), "verbose": False, "gamma": threat.eps / u0.shape[1],
         }
         if self.cls is evasion.SquareAttack and not task.early_stop:
-            kwargs.update(_square_hooks(counter or dense, task))
+            kwargs.update(_square_hooks(counter or dense, u0, task))
         kwargs = {**kwargs, **self.defaults, **params}
         if counter is not None and threat.queries is not None:
             kwargs.update(self._iterations(threat, kwargs, int(np.prod(u0.shape[1:]))))

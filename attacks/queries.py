@@ -13,6 +13,13 @@ counts the rows it forwards, each charged to one image of the batch:
   nearest to it, which is its own image whenever the rows stay within their images' eps-balls and no two
   clean images lie within 2 eps of each other.
 
+An attack that asks the same row of the same image again pays once while the counter is
+``remembering()``: it answers from the image's last two answers, unforwarded and uncounted, as an attacker
+that keeps its answers would. ART's SquareAttack asks each iterate three times per iteration (whether
+it is still robust, then its loss, then the loss of the new candidate; ART does not keep the current
+loss), where Square's paper (Andriushchenko et al. 2020, arXiv:1912.00049) counts one query per
+iteration: remembered, it spends one, and a cell's time is that of its real queries.
+
 A query that would take an image past the budget is not forwarded: :class:`QueryBudgetExceeded` is
 raised instead, which an attack that can stop early catches (HopSkipJump); anywhere else the cell fails,
 as it does on a perturbation outside eps. The runner wraps ``dense`` for every black-box attack and
@@ -21,6 +28,8 @@ stores the counts as the cell's per-image ``queries``; an attack called directly
 """
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -43,6 +52,7 @@ class QueryCounter(nn.Module):
         self.counts = torch.zeros(len(u0), dtype=torch.long) if counts is None else counts  # shared with copies
         self.index = index  # copies_of view: the image of each row
         self.fixed: int | None = None  # inside charging(i)
+        self.memory: dict[int, OrderedDict[bytes, Tensor]] | None = None  # inside remembering()
         # a new Module starts in train mode, and libraries restore their model's mode after attacking:
         # report the view's mode, without setting it on the view (train() would recurse into the model)
         self.training = inner.training
@@ -61,6 +71,16 @@ class QueryCounter(nn.Module):
         finally:
             self.fixed = None
 
+    @contextmanager
+    def remembering(self, answers: int = 2) -> Iterator[None]:
+        """Answer a row already asked for the same image from memory, without counting it (see the
+        module), keeping each image's last ``answers`` answers."""
+        self.memory, self.answers = {}, answers
+        try:
+            yield
+        finally:
+            self.memory = None
+
     def images_of(self, u: Tensor) -> Tensor:
         """(len(u),) the image each row is charged to (see the module)."""
         if self.index is not None:
@@ -73,13 +93,38 @@ class QueryCounter(nn.Module):
         return torch.cdist(rows, self.u0.flatten(1)).argmin(1).cpu()
 
     def forward(self, u: Tensor) -> Tensor:
-        new = torch.bincount(self.images_of(u), minlength=len(self.counts))
+        images = self.images_of(u)
+        if self.memory is None:
+            return self._ask(self.inner, u, images)
+        keys = [hashlib.blake2b(row.numpy().tobytes(), digest_size=16).digest() for row in u.detach().cpu()]
+        known = [self.memory.setdefault(int(i), OrderedDict()) for i in images]
+        for answers, key in zip(known, keys):
+            if key in answers:
+                answers.move_to_end(key)
+        new = [j for j, (answers, key) in enumerate(zip(known, keys)) if key not in answers]
+        if len(new) == len(u):
+            fresh = self._ask(self.inner, u, images)
+        elif new:
+            index = torch.tensor(new)
+            view = self.inner.copies_of(images[index]) if hasattr(self.inner, "copies_of") else self.inner
+            fresh = self._ask(view, u[index], images[index])
+        for k, j in enumerate(new):
+            known[j][keys[j]] = fresh[k].detach().clone()
+            if len(known[j]) > self.answers:
+                known[j].popitem(last=False)
+        if len(new) == len(u):
+            return fresh
+        return torch.stack([answers[key] for answers, key in zip(known, keys)])
+
+    def _ask(self, inner: nn.Module, u: Tensor, images: Tensor) -> Tensor:
+        """``inner(u)``, its rows charged to ``images``, unless that takes an image past the budget."""
+        new = torch.bincount(images, minlength=len(self.counts))
         if self.budget is not None and bool((self.counts + new > self.budget).any()):
             image = int((self.counts + new - self.budget).argmax())
             raise QueryBudgetExceeded(f"image {image}: {int(self.counts[image])} queries spent, "
                                       f"{int(new[image])} more asked, budget {self.budget}")
         self.counts += new
-        return self.inner(u)
+        return inner(u)
 
     def per_image(self, like: Tensor) -> Tensor:
         """The counts as an (N,) float tensor on ``like``'s device, for an attack's ``info``."""

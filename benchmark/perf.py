@@ -1,5 +1,5 @@
-"""Performance benchmarks, each printing ratios measured in one run: ``python -m benchmark.perf [zoo] [pgd]``
-(``make perf``).
+"""Performance benchmarks, each printing ratios measured in one run: ``python -m benchmark.perf [zoo] [pgd]
+[overhead] [allocator]`` (``make perf``).
 
 ``pgd``: the time of one gradient step of PGD through torchattacks and through ART on the pinned
 jldcf-tiny (16 synthetic test images at 64 px, rgbd, eps 8/255), against the floor: one forward and
@@ -9,6 +9,10 @@ one input-only backward of the same batch through the same attacked-model view. 
 ``overhead``: the share of the cells' time that is not attack compute (building batches' views, budget
 and integrity checks, scoring with PySODMetrics, the defended forward pass), from the runner's own
 per-cell record (``cell_seconds`` against ``attack_seconds``) on a small suite. Target: <= 10%.
+
+``allocator``: one forward and input backward of each tiny saliency model with glibc's default malloc
+thresholds against ``keep_freed_memory`` (which ``python -m benchmark`` and the tests set), each in fresh
+processes.
 
 ``zoo``: our ZOO (attacks/zoo.py) against ART's ``ZooAttack`` (both Chen et al. 2017, arXiv:1708.03999)
 at the same query budget per image, on a small CNN trained here in seconds on scikit-learn's bundled
@@ -246,7 +250,8 @@ def bench_pgd(steps: int = 10, images: int = 16) -> None:
     # ART's PGD: after the steps, its success-rate log line calls compute_success, which predicts x and x_adv
     # (2 more forward passes) even when the log level hides the message (Python evaluates the arguments)
     # ART's SquareAttack: each iteration predicts the batch, then the loss of the current and of the new
-    # point (ART does not keep the current loss), i.e. 3 forward passes per query of each image
+    # point (ART does not keep the current loss); the query counter answers the first two from memory
+    # (attacks/queries.py), so each query of each image is one forward pass of it, as in Square's paper
     queries = 50
     square = ThreatModel(eps=8 / 255, modality="rgbd", queries=queries)
     counted = QueryCounter(dense)
@@ -295,7 +300,53 @@ def bench_overhead() -> None:
     print(f"all cells: {1 - attack / total:.1%} of {total:.1f} s is not attack compute (target <= 10%)")
 
 
-BENCHMARKS = {"zoo": bench_zoo, "pgd": bench_pgd, "overhead": bench_overhead}
+ALLOCATOR_CHILD = """
+import sys, time, torch
+from benchmark.allocator import keep_freed_memory
+from benchmark.data import SyntheticRGBD, make_batch
+from benchmark.zoo import resolve_model
+if sys.argv[1] == "kept":
+    keep_freed_memory()
+for name in ("jldcf-tiny", "bbsnet-tiny", "d3net-tiny"):
+    model = resolve_model(name).model.eval().requires_grad_(False)
+    ds = SyntheticRGBD("test")
+    batch = make_batch([ds[i] for i in range(16)], model.input_size)
+    def step():
+        rgb = batch.rgb.clone().requires_grad_(True)
+        torch.autograd.grad(model(rgb, batch.depth).sum(), rgb)
+    step()
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    print(name, sorted(times)[len(times) // 2])
+"""
+
+
+def bench_allocator(rounds: int = 3) -> None:
+    """Forward + input backward of 16 images on each tiny saliency model, in fresh processes with glibc's
+    default thresholds and with ``keep_freed_memory`` (benchmark/allocator.py), alternated ``rounds``
+    times; the median of 10 steps per process, the best process per setting."""
+    import subprocess
+    import sys
+
+    best: dict[tuple[str, str], float] = {}
+    for _ in range(rounds):
+        for setting in ("default", "kept"):
+            out = subprocess.run([sys.executable, "-c", ALLOCATOR_CHILD, setting], capture_output=True,
+                                 text=True, check=True).stdout
+            for line in out.splitlines():
+                name, seconds = line.split()
+                best[name, setting] = min(best.get((name, setting), float("inf")), float(seconds))
+    print(f"\nglibc thresholds (benchmark/allocator.py): forward + input backward, 16 images, best of {rounds} "
+          f"processes")
+    for name in ("jldcf-tiny", "bbsnet-tiny", "d3net-tiny"):
+        default, kept = best[name, "default"], best[name, "kept"]
+        print(f"{name:<12} default {1000 * default:6.1f} ms   kept {1000 * kept:6.1f} ms   x{kept / default:.2f}")
+
+
+BENCHMARKS = {"zoo": bench_zoo, "pgd": bench_pgd, "overhead": bench_overhead, "allocator": bench_allocator}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,4 +363,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from benchmark.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as `python -m benchmark` does
     raise SystemExit(main())

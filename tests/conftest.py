@@ -8,8 +8,13 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from benchmark.allocator import keep_freed_memory
 from benchmark.data import SyntheticRGBD, make_batch
 from models.base import SaliencyModel
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    keep_freed_memory()  # as `python -m benchmark` does: the tests run the same models
 
 
 class ToySaliency(SaliencyModel):

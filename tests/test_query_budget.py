@@ -195,3 +195,40 @@ def test_art_uap_is_fitted_once_on_train_data_and_applied_unchanged(digits_data)
         clean = (model(x).argmax(1) == y).float().mean()
         attacked = (model(torch.cat(outputs)).argmax(1) == y).float().mean()
     assert attacked < clean - 0.1, (clean, attacked)
+
+
+def test_a_remembering_counter_answers_a_row_asked_again_without_forwarding_it():
+    u0 = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 1, 2, 2).contiguous()
+    tally = RowTally(nn.Identity())
+    counter = QueryCounter(tally, u0)
+    with counter.remembering():
+        first = counter(u0)
+        again = counter(u0[[2, 0]])  # the same rows of images 2 and 0: answered from memory
+        moved = u0 + 0.25
+        mixed = counter(torch.stack([u0[0], moved[1], u0[2]]))  # image 1's row is new
+        counter(moved[[0]])
+        counter(moved[[0]] + 0.125)  # image 0's third answer: its least recently asked one (u0[0]) goes
+        counter(moved[[0]])
+        counter(u0[[0]])
+    assert torch.equal(first, u0) and torch.equal(again, u0[[2, 0]]) and torch.equal(mixed[1], moved[1])
+    assert counter.counts.tolist() == [4, 2, 1] and tally.rows == 7
+    counter(u0)  # outside remembering(): every row is forwarded again
+    assert counter.counts.tolist() == [5, 3, 2]
+
+
+def test_art_square_spends_one_query_per_iteration_on_a_dense_task(toy_model, toy_batch):
+    """ART asks each current point three times per iteration; the counter pays once, so the budget buys
+    (queries - probe) / restarts - 1 iterations, and a dense task (no early stop) spends all of it, but for
+    a candidate that the projection made equal to the current point (no new question)."""
+    from benchmark.tasks import SaliencyTask
+
+    model, batch, task = toy_model, toy_batch, SaliencyTask()
+    threat = ThreatModel(eps=8 / 255, modality="rgbd", queries=12)
+    space = task.attack_space(batch, threat)
+    tally = RowTally(task.attacked_model(model, space, batch))
+    np.random.seed(0)
+    out = ATTACKS["art-square"](tally, space.initial(), batch.target, threat, task)
+    assert art_backend.square_iterations(12, 1) == 10
+    queries = out.info["queries"]
+    assert queries.max() == 12 and queries.min() >= 10 and tally.rows == queries.sum()
+    assert not torch.equal(out.u, space.initial())
