@@ -39,6 +39,7 @@ TEMPLATES = (
     "a {size} {cls} {pos} on a {bg} background.",
     "a {bg} background with a {colour} {cls}.",
 )
+BACKGROUNDS = ("dark", "grey", "light")  # the background's word, by its grey level (``_background``)
 SPLIT_SIZES = {"train": 6000, "test": 256}
 _SPLIT_IDS = {"train": 0, "test": 1}
 GENERATOR_VERSION = 1
@@ -97,7 +98,8 @@ def _background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, str]:
         yy, xx = np.mgrid[0:size, 0:size]
         theta, period = rng.uniform(0, np.pi), rng.uniform(3, 8)
         rgb = rgb + 0.06 * np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period)[..., None]
-    word = "dark" if level < 0.38 else "light" if level > 0.62 else "grey"
+    dark, grey, light = BACKGROUNDS
+    word = dark if level < 0.38 else light if level > 0.62 else grey
     return rgb, word
 
 
@@ -108,7 +110,7 @@ def _paint(rng: np.random.Generator, rgb: np.ndarray, alpha: np.ndarray, colour:
     return alpha[..., None] * base * shade + (1 - alpha[..., None]) * rgb
 
 
-def _with_articles(text: str) -> str:
+def with_articles(text: str) -> str:
     """'a orange' -> 'an orange'."""
     return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
 
@@ -140,7 +142,7 @@ def make_item(seed: int, split: str, index: int, size: int = 32) -> LabelledImag
     rgb = rgb + rng.normal(0, rng.uniform(0.01, 0.05), rgb.shape)
 
     template = TEMPLATES[rng.integers(len(TEMPLATES))]
-    caption = _with_articles(template.format(size=size_word, colour=colour, cls=cls, pos=phrase, bg=bg))
+    caption = with_articles(template.format(size=size_word, colour=colour, cls=cls, pos=phrase, bg=bg))
     rgb_u8 = (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
     return LabelledImage(name=f"{split}_{index:05d}_{cls}", rgb=rgb_u8, label=label, caption=caption)
 
