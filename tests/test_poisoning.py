@@ -16,6 +16,7 @@ from attacks.poisoning.label_consistent import LabelConsistent
 from attacks.poisoning.targeted import TargetedPoisoning
 from attacks.poisoning.wanet import WaNet
 from benchmark.data.shapes import CLASSES, COLOURS, POSITIONS, SIZES, TEMPLATES, CaptionedShapes
+from benchmark.metrics.poisoning import backdoor_success, targeted_success
 
 TARGET = "star"
 
@@ -205,3 +206,12 @@ def test_an_unknown_target_class_or_missing_input_is_an_error_naming_it():
         build_poisoning("badnets", target=TARGET, alpha=0.3)
     with pytest.raises(ValueError, match="do not pair up"):
         Pairs(train.images, list(train.captions)[:-1], train.labels, CLASSES)
+
+
+def test_backdoor_success_leaves_out_the_target_class_and_targeted_success_counts_top1():
+    logits = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])  # predictions 1, 1, 0, 1
+    labels = torch.tensor([0, 0, 0, 1])  # the last image is of the target class 1: not counted
+    assert backdoor_success(logits, labels, target=1) == pytest.approx(2 / 3)
+    assert targeted_success(logits[:3], torch.tensor([1, 0, 0])) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="not of the target class 1"):
+        backdoor_success(logits[3:], labels[3:], target=1)
