@@ -1,5 +1,6 @@
 # make bench MODEL=jldcf|bbsnet|d3net|clip-tiny|rgbd-clip|clip [CKPT=file] [DATA=folder DATASET=NJU2K] [SUITE=default|own|transfer|clip] [DEVICE=cpu] [ARGS="--model-arg backbone=resnet50"]
 # make transfer [MODELS="jldcf bbsnet d3net"]   make defenses [MODELS=...]   make patch-defenses [MODELS=...]   make perf   make compare BASE=HEAD~1
+# make poison [MODEL=clip-tiny] [ATTACKS=badnets,blended] [DEFENSES=none,safeclip,roclip,cleanclip] [SEEDS=3] [RATE=0.01] [TARGET=star] [DATA=pairs.csv EVAL_DATA=folder]
 # make regress BASE=HEAD~1 [HEAD=rev] [SUITE=regression] [MODELS="jldcf clip-tiny" (default: one per family)] [DEVICE=cuda]   make train MODEL=jldcf [PIN=1]
 PYTHON ?= python3
 VENV   := .venv
@@ -9,7 +10,7 @@ DEVICE ?= cpu
 BASE   ?= HEAD~1
 MODELS ?= jldcf bbsnet d3net
 
-.PHONY: bench transfer defenses patch-defenses test compare regress list train perf venv clean
+.PHONY: bench poison transfer defenses patch-defenses test compare regress list train perf venv clean
 
 $(PY): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,14 @@ venv: $(PY)
 bench: $(PY)
 	$(PY) -m benchmark run --model $(MODEL) --device $(DEVICE) $(if $(SUITE),--suite $(SUITE)) \
 		$(if $(CKPT),--ckpt $(CKPT)) $(if $(DATA),--data $(DATA)) $(if $(DATASET),--dataset $(DATASET)) $(ARGS)
+
+# the poisoning grid (CLIP pre-trained on poisoned pairs, with the training-time defenses) -> leaderboards/poisoning.md;
+# MODEL defaults to clip-tiny here (jldcf elsewhere), DATA is an image-caption CSV with EVAL_DATA a class-folder set
+poison: $(PY)
+	$(PY) -m benchmark poison --device $(DEVICE) $(if $(filter command line environment,$(origin MODEL)),--model $(MODEL)) \
+		$(if $(ATTACKS),--attacks $(ATTACKS)) $(if $(DEFENSES),--defenses $(DEFENSES)) $(if $(SEEDS),--seeds $(SEEDS)) \
+		$(if $(RATE),--rate $(RATE)) $(if $(TARGET),--target $(TARGET)) $(if $(DATA),--data $(DATA)) \
+		$(if $(EVAL_DATA),--eval-data $(EVAL_DATA)) $(ARGS)
 
 # every model in MODELS under attacks crafted on every surrogate of benchmark/suites/transfer.yaml
 transfer: $(PY)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {run,train,compare,regress,list}``."""
+"""Command line: ``python -m benchmark {run,poison,train,compare,regress,list}``."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ from pathlib import Path
 EPILOG = """examples:
   python -m benchmark run --model jldcf                  # tiny JL-DCF, its pinned reference weights
   python -m benchmark run --model jldcf --ckpt JL-DCF.pth --dataset NJU2K --data /data/RGBD
+  python -m benchmark poison --seeds 3                   # the poisoning grid on clip-tiny, 3 seeds
   python -m benchmark compare HEAD~1                     # leaderboards at HEAD~1 vs working tree
   python -m benchmark regress HEAD~1 --device cuda       # the regression suite run at HEAD~1 and here, compared
   python -m benchmark list attacks
@@ -55,6 +56,30 @@ def cmd_run(a: argparse.Namespace) -> int:
                   surrogate_ckpts=_kv(a.surrogate_ckpt, "--surrogate-ckpt"), invert_depth=a.invert_depth,
                   reuse_cells=a.reuse_cells,
                   results_dir=Path(a.results), leaderboard_dir=Path(a.leaderboards)))
+    return 0
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    """``N``: seeds 0..N-1; a comma-separated list (``5,`` for the one seed 5): those seeds."""
+    try:
+        return tuple(int(s) for s in text.split(",") if s) if "," in text else tuple(range(int(text)))
+    except ValueError:
+        raise SystemExit(f"--seeds: a count N or a comma-separated list of seeds, got {text!r}") from None
+
+
+def cmd_poison(a: argparse.Namespace) -> int:
+    from benchmark.poisoning import PoisonConfig, PoisonRecipe, run_poisoning, split_names
+
+    use_device(a.device)
+    budget = {"pairs": a.pairs, "epochs": a.epochs, "batch_size": a.batch_size}
+    options = {"attacks": split_names(a.attacks) if a.attacks else None, "rate": a.rate,
+               "defenses": split_names(a.defenses) if a.defenses else None, "seeds": _seeds(a.seeds) if a.seeds else None}
+    run_poisoning(PoisonConfig(
+        model=a.model, model_args=_kv(a.model_arg, "--model-arg"), target=a.target,
+        recipe=PoisonRecipe(**{k: v for k, v in budget.items() if v is not None}), data=a.data,
+        image_col=a.image_col, caption_col=a.caption_col, eval_data=a.eval_data, device=a.device,
+        reuse_cells=a.reuse_cells, results_dir=Path(a.results), leaderboard_dir=Path(a.leaderboards),
+        **{k: v for k, v in options.items() if v is not None}))
     return 0
 
 
@@ -156,6 +181,31 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--results", default="results", help="raw results folder")
     r.add_argument("--leaderboards", default="leaderboards", help="leaderboard folder")
     r.set_defaults(func=cmd_run)
+
+    po = sub.add_parser("poison", help="pre-train CLIP on poisoned image-caption pairs with and without the "
+                        "training-time defenses; update leaderboards/poisoning.csv|md")
+    po.add_argument("--model", default="clip-tiny", help="an open_clip CLIP model: clip-tiny, or clip with "
+                    "--model-arg arch=RN50 (trained from scratch)")
+    po.add_argument("--model-arg", action="append", default=[], metavar="K=V", help="model constructor argument")
+    po.add_argument("--attacks", help="comma-separated (default: badnets,blended,wanet,label-consistent,targeted)")
+    po.add_argument("--defenses", help="comma-separated (default: none,safeclip,roclip,cleanclip)")
+    po.add_argument("--seeds", help="a count N (seeds 0..N-1) or a comma-separated list (default: 1)")
+    po.add_argument("--rate", type=float, help="poisoned pairs as a fraction of the train pairs (default 0.01)")
+    po.add_argument("--target", help="target class (default: star on the shapes; required with --data)")
+    po.add_argument("--pairs", type=int, help="train pairs: the first N (default 3000)")
+    po.add_argument("--epochs", type=int, help="pre-training epochs (default 10)")
+    po.add_argument("--batch-size", type=int, help="pre-training batch (default 128)")
+    po.add_argument("--data", help="image-caption CSV in open_clip's layout (image paths relative to its folder); "
+                    "default: the embedded captioned shapes")
+    po.add_argument("--image-col", default="filepath", help="the CSV's image path column")
+    po.add_argument("--caption-col", default="title", help="the CSV's caption column")
+    po.add_argument("--eval-data", help="with --data: class-folder evaluation set <folder>/<class>/<image> "
+                    "(targeted poisoning's target images come from it)")
+    po.add_argument("--device", default="cpu")
+    po.add_argument("--reuse-cells", action="store_true", help="resume with cells and models computed by other code")
+    po.add_argument("--results", default="results", help="raw results folder (run folders under poisoning/)")
+    po.add_argument("--leaderboards", default="leaderboards", help="leaderboard folder")
+    po.set_defaults(func=cmd_poison)
 
     t = sub.add_parser("train", help="train a small variant on its embedded train split")
     t.add_argument("--model", required=True, help="jldcf, bbsnet, d3net (or their -tiny names), clip-tiny, rgbd-clip")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.leaderboard import KEY, key_strings, read_table, with_key_columns
+from benchmark.leaderboard import KEY, key_strings, read_table, table_key, with_key_columns
 from benchmark.metrics import HIGHER_IS_BETTER
 
 DEFAULT_TOLERANCE = 0.01
@@ -57,12 +57,15 @@ def compare(base: dict[str, pd.DataFrame], head: dict[str, pd.DataFrame],
     tolerances = tolerances or {}
     out, regressed = [], False
     for name in sorted(set(base) | set(head)):
-        b = base.get(name, pd.DataFrame(columns=KEY))
-        h = head.get(name, pd.DataFrame(columns=KEY))
+        columns = table_key(name)
+        b = base.get(name, pd.DataFrame(columns=columns))
+        h = head.get(name, pd.DataFrame(columns=columns))
         # Join on the key columns both sides have: a table from before a key column existed still joins.
-        key = [k for k in KEY if k in b.columns and k in h.columns]
-        b, h = (with_key_columns(df) for df in (b, h))
-        b, h = (df.assign(**key_strings(df, KEY)) for df in (b, h))
+        key = [k for k in columns if k in b.columns and k in h.columns]
+        if columns is KEY:
+            b, h = (with_key_columns(df) for df in (b, h))
+        b, h = (df.assign(**key_strings(df, key)) for df in (b, h))
+        named = ("model", "attack", "modality", "eps") if columns is KEY else key
         metrics = [m for m in HIGHER_IS_BETTER if m in b.columns and m in h.columns]
         joined = b.merge(h, on=key, how="outer", suffixes=("_base", "_head"), indicator=True)
         out.append(f"== {name}: {len(b)} rows at base, {len(h)} at head")
@@ -92,7 +95,7 @@ def compare(base: dict[str, pd.DataFrame], head: dict[str, pd.DataFrame],
                     deltas.append(f"{m} {d:+.4f}{_interval(r, m)}")
             if deltas:
                 changed += 1
-                row = " ".join(f"{k}={r[k]}" for k in ("model", "attack", "modality", "eps"))
+                row = " ".join(f"{k}={r[k]}" for k in named)
                 out.append(f"  {row}: " + ", ".join(deltas))
         out.append(f"  {len(both)} common rows, {changed} changed")
     out.append("RESULT: " + ("REGRESSION (a metric got worse beyond its tolerance)" if regressed else "ok"))

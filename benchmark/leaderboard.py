@@ -32,6 +32,10 @@ UNKNOWN = "?"
 KEY_DEFAULTS: dict[str, Any] = {"queries": np.nan, "surrogate": "-", "defense": "none", "eval": "-", "params": UNKNOWN, "model_args": UNKNOWN,
                                 "n_images": UNKNOWN, "rel_step": UNKNOWN, "surrogate_checkpoint": UNKNOWN,
                                 "seed": UNKNOWN, "batch_size": UNKNOWN}
+# Tables keyed otherwise: the poisoning grid's (``benchmark/poisoning.py``), one row per pre-trained model and seed
+POISONING_KEY = ["model", "model_args", "recipe", "train_pairs", "dataset", "eval_dataset", "attack", "rate", "target",
+                 "defense", "seed"]
+TABLE_KEYS = {"poisoning": POISONING_KEY}
 
 
 HEADERS = {
@@ -48,7 +52,7 @@ INTERVALS = ("In brackets (CSV: `<metric>_lo`, `_hi`): the 95% bootstrap interva
              "(benchmark/metrics/bootstrap.py), how much the score depends on which images were drawn.")
 
 TEXT_COLUMNS = ("model", "checkpoint", "model_args", "dataset", "defense", "eval", "attack", "modality", "norm", "surrogate",
-                "surrogate_checkpoint", "params", "backend", "commit")
+                "surrogate_checkpoint", "params", "backend", "commit", "recipe", "eval_dataset", "target")
 
 
 def read_table(source: Any) -> pd.DataFrame:
@@ -56,7 +60,13 @@ def read_table(source: Any) -> pd.DataFrame:
     return pd.read_csv(source, dtype={c: str for c in TEXT_COLUMNS})
 
 
-def _params(p: dict[str, Any]) -> str:
+def table_key(name: str) -> list[str]:
+    """The key of the table ``name`` (a CSV's stem): its own where it has one, else KEY."""
+    return TABLE_KEYS.get(name, KEY)
+
+
+def params_label(p: dict[str, Any]) -> str:
+    """Parameters as a row shows them: ``k=v;...`` sorted by name, ``-`` for none."""
     return ";".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in sorted(p.items())) or "-"
 
 
@@ -75,7 +85,7 @@ def rows(summaries: list[dict[str, Any]], model: str, checkpoint: str, dataset: 
     out = []
     for s in summaries:
         c, info = s["cell"], s.get("info", {})
-        out.append({"model": model, "checkpoint": checkpoint, "model_args": _params(model_args or {}),
+        out.append({"model": model, "checkpoint": checkpoint, "model_args": params_label(model_args or {}),
                     "dataset": dataset, "n_images": s["n_images"], "defense": defense_label(c.get("defense")),
                     "eval": c.get("eval") or "-", "attack": c["attack"],
                     "modality": "-" if c["attack"] == "none" else c["modality"], "norm": c["norm"],
@@ -83,7 +93,7 @@ def rows(summaries: list[dict[str, Any]], model: str, checkpoint: str, dataset: 
                     "rel_step": round(c["rel_step"], 6), "queries": c.get("queries", np.nan),
                     "surrogate": s.get("surrogate_model", "-"),
                     "surrogate_checkpoint": s.get("surrogate_checkpoint", "-"),
-                    "params": _params(c["params"]), "seed": seed, "batch_size": batch_size,
+                    "params": params_label(c["params"]), "seed": seed, "batch_size": batch_size,
                     "backend": s["backend"], "commit": commit_label(s.get("code")),
                     **{("queries_used" if k == "queries" else k): v for k, v in info.items()}, **s["metrics"],
                     **{f"{m}_{end}": v for m, ci in s.get("intervals", {}).items() for end, v in zip(("lo", "hi"), ci)}})
@@ -194,11 +204,11 @@ def _write_transfer(directory: Path, table_name: str, task: str, table: pd.DataF
     plots.transfer_heatmaps(matrices, directory / f"{table_name}-transfer.png", metric)
 
 
-def _replaced(old: pd.DataFrame, new: pd.DataFrame) -> list[bool]:
-    """Per old row: whether a new row has its key, an unknown ("?") old value matching anything."""
-    new_keys = key_strings(new, KEY).values
+def _replaced(old: pd.DataFrame, new: pd.DataFrame, key: list[str]) -> list[bool]:
+    """Per old row: whether a new row has its ``key``, an unknown ("?") old value matching anything."""
+    new_keys = key_strings(new, key).values
     out = []
-    for row in key_strings(old, KEY).values:
+    for row in key_strings(old, key).values:
         known = row != UNKNOWN
         out.append(bool((new_keys[:, known] == row[known]).all(1).any()))
     return out
@@ -209,10 +219,7 @@ def update(directory: Path, task: str, new: pd.DataFrame, table_suffix: str | No
     and re-render its Markdown; return the CSV path."""
     name = task if table_suffix is None else f"{task}-{table_suffix}"
     path = directory / f"{name}.csv"
-    table = new
-    if path.is_file():
-        old = with_key_columns(read_table(path))
-        table = pd.concat([old[[not r for r in _replaced(old, new)]], new], ignore_index=True)
+    table = upsert(path, new)
     table = (table.assign(_attacked=table.attack != "none")
              .sort_values(["model", "checkpoint", "dataset", "_attacked", *KEY[4:]], key=_sort_key)
              .drop(columns="_attacked").reset_index(drop=True)
@@ -230,6 +237,15 @@ def update(directory: Path, task: str, new: pd.DataFrame, table_suffix: str | No
     atomic_write_text(directory / f"{name}.md", header + body)
     _write_transfer(directory, name, task, table)
     return path
+
+
+def upsert(path: Path, new: pd.DataFrame, key: list[str] = KEY) -> pd.DataFrame:
+    """The table at ``path`` (if any) with ``new`` upserted: its rows whose ``key`` a new row has replaced."""
+    if not path.is_file():
+        return new
+    old = read_table(path)
+    old = with_key_columns(old) if key is KEY else old
+    return pd.concat([old[[not r for r in _replaced(old, new, key)]], new], ignore_index=True)
 
 
 def _sort_key(column: pd.Series) -> pd.Series:

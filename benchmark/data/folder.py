@@ -28,7 +28,7 @@ def _index(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
 
 
-def _read(path: Path, mode: str) -> np.ndarray:
+def read_image(path: Path, mode: str) -> np.ndarray:
     try:
         with Image.open(path) as im:
             if mode == "depth":
@@ -89,7 +89,7 @@ class FolderRGBD:
 
     def __getitem__(self, i: int) -> Sample:
         rgb_p, depth_p, gt_p = self.pairs[i]
-        rgb, depth, gt = _read(rgb_p, "RGB"), _read(depth_p, "depth"), _read(gt_p, "L")
+        rgb, depth, gt = read_image(rgb_p, "RGB"), read_image(depth_p, "depth"), read_image(gt_p, "L")
         if self.invert_depth:
             depth = np.iinfo(depth.dtype).max - depth
         for arr, p in ((depth, depth_p), (gt, gt_p)):

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .base import _unit, make_batch, resize
-from .folder import IMAGE_SUFFIXES, _read
+from .folder import IMAGE_SUFFIXES, read_image
 
 PAIR_QUERIES = ("rgb", "depth")
 ZERO_SHOT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.")
@@ -119,7 +119,7 @@ class FolderClassification:
 
     def __getitem__(self, i: int) -> LabelledImage:
         path, label = self.items[i]
-        return LabelledImage(f"{path.parent.name}/{path.stem}", _read(path, "RGB"), label)
+        return LabelledImage(f"{path.parent.name}/{path.stem}", read_image(path, "RGB"), label)
 
     def manifest_sha256(self) -> str:
         h = hashlib.sha256()

@@ -11,8 +11,14 @@ CLASSIFICATION_METRICS = ("top1", "top5", "top10", "ITM", "ASR")
 # (IoU >= 0.5 with the GT; an attack succeeds below 0.5).
 SALIENCY_METRICS = (*SOD_METRICS, "ASR")
 
+# Poisoning (benchmark/poisoning.py): clean zero-shot top-k of a model pre-trained on poisoned pairs and the
+# attack's success on it (benchmark/metrics/poisoning.py): lower is better.
+POISONING_METRICS = ("top1", "top5", "backdoor_success", "targeted_success")
+
 METRICS = {
     "saliency": SALIENCY_METRICS,
     "classification": CLASSIFICATION_METRICS,
+    "poisoning": POISONING_METRICS,
 }
-HIGHER_IS_BETTER = {**SALIENCY_HIGHER_IS_BETTER, **{m: m != "ASR" for m in CLASSIFICATION_METRICS}}
+HIGHER_IS_BETTER = {**SALIENCY_HIGHER_IS_BETTER, **{m: m != "ASR" for m in CLASSIFICATION_METRICS},
+                    "backdoor_success": False, "targeted_success": False}

@@ -67,7 +67,7 @@ def _shift(x: Tensor, rng: np.random.Generator) -> Tensor:
     return torch.stack([p[:, dy:dy + s, dx:dx + s] for p, (dy, dx) in zip(padded, offsets)])
 
 
-def _recall_at(logits: Tensor, target: Tensor, k: int) -> float:
+def top_k_accuracy(logits: Tensor, target: Tensor, k: int) -> float:
     """Fraction of rows whose target ranks among the first k, by the benchmark's rule (``rank_of_label``)."""
     return (rank_of_label(logits, target) < k).float().mean().item()
 
@@ -84,8 +84,8 @@ def evaluate(model: CLIPZeroShot, split: str = "test") -> dict[str, float]:
     retrieval = model(x)
     model.set_classes(CLASSES)
     zero_shot = model(x)
-    return {"top1": _recall_at(zero_shot, labels, 1), "top5": _recall_at(zero_shot, labels, 5),
-            "R@1": _recall_at(retrieval, own, 1), "R@5": _recall_at(retrieval, own, 5)}
+    return {"top1": top_k_accuracy(zero_shot, labels, 1), "top5": top_k_accuracy(zero_shot, labels, 5),
+            "R@1": top_k_accuracy(retrieval, own, 1), "R@5": top_k_accuracy(retrieval, own, 5)}
 
 
 def _warmup_cosine(steps: int, warmup: float) -> Callable[[int], float]:

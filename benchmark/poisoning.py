@@ -1,0 +1,397 @@
+"""The poisoning grid (issue 13): CLIP pre-trained on image-caption pairs an attack poisoned
+(``attacks/poisoning/``), without and with a training-time defense (``defenses/training.py``), scored by
+clean zero-shot accuracy and the attack's success (``benchmark/metrics/poisoning.py``).
+
+A cell is (attack, defense, seed) at the run's poison rate and target class. Per seed, the clean cell
+(attack ``none``, defense ``none``) pre-trains on the clean pairs; its success on a backdoor's triggered
+test images (on a targeted attack's target images) is that attack's baseline: what the trigger (the
+target image) gets without any poison. Every training of a seed starts from the same initialisation
+(torch seeded with the seed), with the recipe's streams and the attack's draws seeded by it too.
+CleanCLIP's cells fine-tune the (attack, none, seed) model on clean pairs (``defenses/cleanclip.py``:
+its ``FINETUNING`` recipe, ``clean_subset`` of the clean train pairs).
+
+Data: the embedded shapes (the first ``pairs`` of the train split; targeted poisoning's target images
+from the ``held_out`` train images after them, never trained on; zero-shot evaluation on the test split
+over the 8 classes with the default prompt templates), or a researcher's own: an image-caption CSV in
+open_clip's layout (tab-separated when its header has a tab, else comma-separated; image paths relative
+to the CSV's folder; its first ``pairs`` rows) and a class-folder evaluation set ``<folder>/<class>/<image>``,
+from which targeted poisoning draws its target images, as RoCLIP draws them from its validation set.
+Images are resized to the model's input size. Poisoned captions name the target in the shapes' own
+templates, on real data in the zero-shot prompt templates. Bad input (a missing image, an empty caption,
+a rate outside [0, 1], a target not among the evaluation classes, an attack the data cannot support) is an
+error before any training, and before anything is written.
+
+Run folder ``<results>/poisoning/<run>/``: ``manifest.json``; ``cells/<attack>-<defense>-s<seed>/`` (a
+:class:`RunStore` cell: ``summary.json`` with metrics, recipes, attack and defense params, code and the
+per-epoch history; ``records.jsonl``, that history with SafeCLIP's similarity of every pair at each
+split); ``models/<attack>-s<seed>.pt`` (the models pre-trained without defense: the baselines' and
+CleanCLIP's starting points); ``figures/safeclip.png``. A rerun skips the cells (and reuses the models)
+computed by the same code; ``reuse_cells``: by any code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from attacks.poisoning import (SHAPES_CAPTIONS, Backdoor, CaptionTemplates, Pairs, PoisonedPairs, Poisoning,
+                               build_poisoning)
+from benchmark import poisoning_report
+from benchmark.data.base import resize
+from benchmark.data.folder import read_image
+from benchmark.data.labelled import ZERO_SHOT_TEMPLATES, FolderClassification, LabelledImage, make_labelled_batch
+from benchmark.data.shapes import CLASSES, GENERATOR_VERSION, CaptionedShapes
+from benchmark.leaderboard import params_label
+from benchmark.metrics.poisoning import backdoor_success, targeted_success
+from benchmark.provenance import code_state, device_info, sha256_file, sha256_json
+from benchmark.results import RunStore, save_trained
+from benchmark.training.clip import top_k_accuracy, shape_images
+from benchmark.training.contrastive import CLIPObjective, ContrastiveRecipe, train_contrastive
+from benchmark.training.recipe import HashedRecipe
+from defenses.cleanclip import CLEAN_PAIRS, FINETUNING, clean_subset
+from defenses.training import build_training_defense
+from models import build_model
+from models.clip import CLIPZeroShot
+
+ATTACKS = ("badnets", "blended", "wanet", "label-consistent", "targeted")
+DEFENSES = ("none", "safeclip", "roclip", "cleanclip")
+SHAPES_TARGET = "star"
+EVAL_BATCH = 256
+
+
+@dataclass(frozen=True)
+class PoisonRecipe(HashedRecipe):
+    """The budget of every pre-training in the grid (the recipe id of its leaderboard rows). The defaults
+    fit the default grid (5 attacks x 4 defenses and the clean model, one seed, clip-tiny) in about 35
+    minutes on 2 CPU cores: a plain CLIP epoch of 6000 pairs at batch 128 takes ~17 s, SafeCLIP's ~2x,
+    RoCLIP's ~0.8x (its matching epochs train the image tower only), so the 21 pre-trainings are about
+    20 plain trainings of 3000 pairs x 10 epochs (~29 minutes), and a CleanCLIP fine-tuning (160 steps of
+    64 with two views) ~65 s (~5 minutes for 5). At this budget (240 steps; clip-tiny's own recipe makes
+    750) plain CLIP reaches zero-shot top-1 0.47 on the shapes test split (seed 0, measured)."""
+
+    pairs: int = 3000  # training pairs: the first N
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 3e-3
+    held_out: int = 256  # shapes: the train images after the first N that targeted poisoning may target
+    clean_pairs: int = CLEAN_PAIRS  # CleanCLIP's clean fine-tuning pairs
+    data_version: int = GENERATOR_VERSION
+
+    def contrastive(self, seed: int) -> ContrastiveRecipe:
+        """The pre-training recipe of a seed."""
+        return ContrastiveRecipe(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed)
+
+
+@dataclass
+class PoisonConfig:
+    """One grid: the model, attacks x defenses x seeds at one rate and target, the budget and the data
+    (the embedded shapes, or ``data`` a CSV with ``eval_data`` a class-folder set)."""
+
+    model: str = "clip-tiny"
+    model_args: dict[str, str] = field(default_factory=dict)
+    attacks: tuple[str, ...] = ATTACKS
+    defenses: tuple[str, ...] = DEFENSES
+    seeds: tuple[int, ...] = (0,)
+    rate: float = 0.01
+    target: str | None = None  # default: SHAPES_TARGET on the shapes
+    recipe: PoisonRecipe = PoisonRecipe()
+    data: str | None = None
+    image_col: str = "filepath"
+    caption_col: str = "title"
+    eval_data: str | None = None
+    device: str = "cpu"
+    reuse_cells: bool = False
+    results_dir: Path = Path("results")
+    leaderboard_dir: Path = Path("leaderboards")
+
+    def check(self) -> None:
+        """Names, rate, seeds and data options, before anything is loaded; errors name the bad value."""
+        for name in self.attacks:  # an unknown name, a rate outside [0, 1] (the target is checked on the data)
+            build_poisoning(name, target=SHAPES_TARGET, rate=self.rate)
+        for name in self.defenses:
+            build_training_defense(name)
+        if not self.seeds:
+            raise ValueError("the grid needs at least one seed")
+        if (self.data is None) != (self.eval_data is None):
+            raise ValueError("own data needs both --data (image-caption CSV) and --eval-data (class-folder set)")
+        if self.data is not None and self.target is None and self.attacks:
+            raise ValueError("own data: name the target class (--target), one of the evaluation set's classes")
+
+
+@dataclass(frozen=True)
+class PoisonData:
+    """A grid's data: the clean ``train`` pairs, the labelled ``held_out`` images targeted poisoning draws
+    its targets from, the labelled ``test`` images scored zero-shot over ``test.classnames``, the
+    ``captions`` poisoned pairs get, and names of the training and evaluation data."""
+
+    train: Pairs
+    held_out: Pairs
+    test: Pairs
+    captions: CaptionTemplates
+    name: str
+    eval_name: str
+
+
+def pairs_sha256(pairs: Pairs) -> str:
+    """sha256 over the images, captions and labels."""
+    h = hashlib.sha256(pairs.images.contiguous().numpy().tobytes())
+    h.update("\n".join(pairs.captions).encode())
+    if pairs.labels is not None:
+        h.update(pairs.labels.numpy().tobytes())
+    return h.hexdigest()
+
+
+def shapes_data(recipe: PoisonRecipe, size: int) -> PoisonData:
+    """The embedded shapes: train pairs, the held-out train images after them, the test split."""
+    n = recipe.pairs
+    images, captions, labels = shape_images(CaptionedShapes("train", n=n + recipe.held_out))
+    images = resize(images, size)
+    x, test_captions, y = shape_images(CaptionedShapes("test"))
+    return PoisonData(Pairs(images[:n], captions[:n], labels[:n], CLASSES),
+                      Pairs(images[n:], captions[n:], labels[n:], CLASSES),
+                      Pairs(resize(x, size), test_captions, y, CLASSES), SHAPES_CAPTIONS, "shapes", "shapes-test")
+
+
+def folder_pairs(folder: Path, size: int) -> Pairs:
+    """A class-folder set as labelled images (each captioned with its class name)."""
+    ds = FolderClassification(folder.parent, folder.name)
+    batch = make_labelled_batch([ds[i] for i in range(len(ds))], size)
+    return Pairs(batch.rgb, [ds.classnames[k] for k in batch.target.tolist()], batch.target, ds.classnames)
+
+
+def csv_pairs(path: Path, image_col: str, caption_col: str, n: int, size: int, classnames: list[str]) -> Pairs:
+    """The first ``n`` image-caption pairs of an open_clip CSV (tab-separated when the header has a tab).
+    A missing column, empty caption or missing image is an error naming the file, row and value."""
+    if not path.is_file():
+        raise FileNotFoundError(f"image-caption CSV not found: {path}")
+    with path.open() as f:
+        sep = "\t" if "\t" in f.readline() else ","
+    table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    missing = [c for c in (image_col, caption_col) if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: no column {missing} (--image-col, --caption-col); its columns: {list(table.columns)}")
+    table = table.head(n)
+    if table.empty:
+        raise ValueError(f"{path}: no image-caption pairs")
+    for row, caption in enumerate(table[caption_col], 1):
+        if not caption.strip():
+            raise ValueError(f"{path}, row {row}: empty caption (column {caption_col!r})")
+    images = [path.parent / p for p in table[image_col]]
+    for row, image in enumerate(images, 1):
+        if not image.is_file():
+            raise FileNotFoundError(f"{path}, row {row}: image not found: {image}")
+    samples = [LabelledImage(str(image), read_image(image, "RGB"), -1) for image in images]
+    return Pairs(make_labelled_batch(samples, size).rgb, [c.strip() for c in table[caption_col]], None, classnames)
+
+
+def own_data(cfg: PoisonConfig, size: int) -> PoisonData:
+    """A CSV's pairs, scored (and targeted) on a class-folder set."""
+    test = folder_pairs(Path(cfg.eval_data), size)
+    path = Path(cfg.data)
+    train = csv_pairs(path, cfg.image_col, cfg.caption_col, cfg.recipe.pairs, size, test.classnames)
+    return PoisonData(train, test, test, CaptionTemplates(ZERO_SHOT_TEMPLATES), f"{path.name}@{pairs_sha256(train)[:8]}",
+                      f"{Path(cfg.eval_data).name}@{pairs_sha256(test)[:8]}")
+
+
+@dataclass(frozen=True)
+class PoisonCell:
+    """(attack, defense, seed); attack ``none`` with defense ``none``: the clean model."""
+
+    attack: str
+    defense: str
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.attack}-{self.defense}-s{self.seed}"
+
+
+def grid_cells(cfg: PoisonConfig) -> list[PoisonCell]:
+    """Per seed the clean cell, then every (attack, defense)."""
+    return [cell for seed in cfg.seeds for cell in [PoisonCell("none", "none", seed)]
+            + [PoisonCell(a, d, seed) for a in cfg.attacks for d in cfg.defenses]]
+
+
+def split_names(text: str) -> tuple[str, ...]:
+    """Names separated by commas or spaces."""
+    return tuple(n for n in re.split(r"[,\s]+", text) if n)
+
+
+class PoisonRun:
+    """A grid in progress: its data, run folder and code state; trains, scores and stores cells."""
+
+    def __init__(self, cfg: PoisonConfig, data: PoisonData, target: str, store: RunStore):
+        self.cfg, self.data, self.target, self.store = cfg, data, target, store
+        self.device = torch.device(cfg.device)
+        self.code = code_state()
+        self._poisoned: dict[tuple[str, int], Pairs] = {}
+        self._baselines: dict[tuple[str, int], dict[str, float]] = {}
+
+    def attack(self, name: str, seed: int) -> Poisoning | None:
+        """The attack ``name`` of a seed (None for ``none``)."""
+        if name == "none":
+            return None
+        return build_poisoning(name, target=self.target, rate=self.cfg.rate, seed=seed, captions=self.data.captions)
+
+    def poisoned(self, name: str, seed: int) -> Pairs:
+        """The training pairs attack ``name`` leaves (the clean pairs for ``none``); the last one is kept."""
+        if (name, seed) not in self._poisoned:
+            attack = self.attack(name, seed)
+            self._poisoned = {(name, seed): self.data.train if attack is None
+                              else attack.poison(self.data.train, self.data.held_out)}
+        return self._poisoned[(name, seed)]
+
+    def fresh_model(self, seed: int) -> CLIPZeroShot:
+        """The model's initialisation of a seed."""
+        torch.manual_seed(seed)
+        return build_model(self.cfg.model, **self.cfg.model_args)
+
+    def model_path(self, attack: str, seed: int) -> Path:
+        return self.store.root / "models" / f"{attack}-s{seed}.pt"
+
+    def pretrained(self, attack: str, seed: int) -> tuple[CLIPZeroShot, dict[str, Any]]:
+        """The model pre-trained without defense on what ``attack`` leaves, and its sidecar (recipe, seconds,
+        history, code): loaded from the run folder when the same code (or ``reuse_cells``: any) trained it,
+        else trained and saved there."""
+        path = self.model_path(attack, seed)
+        sidecar = path.with_suffix(".json")
+        wrapper = self.fresh_model(seed)
+        if path.is_file() and sidecar.is_file():
+            meta = json.loads(sidecar.read_text())
+            if self.cfg.reuse_cells or meta["code"] == self.code:
+                wrapper.load_checkpoint(path)
+                return wrapper.to(self.device), meta
+        recipe = self.cfg.recipe.contrastive(seed)
+        started = time.time()
+        history = train_contrastive(wrapper, self.poisoned(attack, seed), CLIPObjective(), recipe, self.device,
+                                    desc=f"{attack}/none s{seed}")
+        meta = {"model": self.cfg.model, "attack": attack, "seed": seed, "recipe": asdict(recipe),
+                "seconds": round(time.time() - started, 1), "history": history, "code": self.code}
+        save_trained(path, {k: v.cpu() for k, v in wrapper.model.state_dict().items()}, meta)
+        return wrapper, meta
+
+    @torch.no_grad()
+    def logits(self, wrapper: CLIPZeroShot, images: Tensor) -> Tensor:
+        """Zero-shot logits over the evaluation classes (set with ``set_classes`` before)."""
+        return torch.cat([wrapper(x.to(self.device)).cpu() for x in images.split(EVAL_BATCH)])
+
+    def scores(self, wrapper: CLIPZeroShot, attack_name: str, seed: int) -> dict[str, float]:
+        """Clean top-1/top-5 on the test images and the attack's success: on the triggered test images not
+        of the target (a backdoor), on its target images (targeted poisoning)."""
+        test, attack = self.data.test, self.attack(attack_name, seed)
+        wrapper.eval().set_classes(test.classnames)
+        clean = self.logits(wrapper, test.images)
+        out = {"top1": top_k_accuracy(clean, test.labels, 1), "top5": top_k_accuracy(clean, test.labels, 5)}
+        if isinstance(attack, Backdoor):
+            triggered = self.logits(wrapper, attack.apply_trigger(test.images))
+            out["backdoor_success"] = backdoor_success(triggered, test.labels, attack.target_label(test.classnames))
+        elif attack is not None:
+            targets = self.poisoned(attack_name, seed).target_images
+            images = self.data.held_out.images[torch.tensor(list(targets))]
+            wanted = torch.tensor([test.classnames.index(t) for t in targets.values()])
+            out["targeted_success"] = targeted_success(self.logits(wrapper, images), wanted)
+        return out
+
+    def baseline(self, attack: str, seed: int) -> dict[str, float]:
+        """The clean model's success against ``attack``: ``<kind>_baseline``."""
+        if (attack, seed) not in self._baselines:
+            clean = self.scores(self.pretrained("none", seed)[0], attack, seed)
+            self._baselines[(attack, seed)] = {k.replace("_success", "_baseline"): v for k, v in clean.items()
+                                               if k.endswith("_success")}
+        return self._baselines[(attack, seed)]
+
+    def train(self, cell: PoisonCell) -> tuple[CLIPZeroShot, list[dict[str, Any]], dict[str, Any]]:
+        """The cell's model, its training history and what the summary records of the training."""
+        if cell.defense == "none":
+            wrapper, meta = self.pretrained(cell.attack, cell.seed)
+            return wrapper, meta["history"], {"training": meta["recipe"], "seconds": meta["seconds"]}
+        objective = build_training_defense(cell.defense)
+        params = {f.name: getattr(objective, f.name) for f in fields(objective) if f.init}
+        seed, extra = cell.seed, {}
+        if objective.finetunes:
+            wrapper, _ = self.pretrained(cell.attack, seed)
+            base = self.model_path(cell.attack, seed)
+            pairs, recipe = clean_subset(self.data.train, self.cfg.recipe.clean_pairs, seed), replace(FINETUNING, seed=seed)
+            extra["base"] = {"model": base.name, "sha256": sha256_file(base)}
+        else:
+            wrapper, pairs, recipe = self.fresh_model(seed), self.poisoned(cell.attack, seed), self.cfg.recipe.contrastive(seed)
+        started = time.time()
+        history = train_contrastive(wrapper, pairs, objective, recipe, self.device, desc=f"{cell.attack}/{cell.defense} s{seed}")
+        return wrapper, history, {"training": asdict(recipe), "seconds": round(time.time() - started, 1),
+                                  "defense_params": params, **extra}
+
+    def run_cell(self, cell: PoisonCell) -> None:
+        """Train, score and store one cell (atomically)."""
+        wrapper, history, training = self.train(cell)
+        metrics = self.scores(wrapper, cell.attack, cell.seed)
+        if cell.attack != "none":
+            metrics.update(self.baseline(cell.attack, cell.seed))
+        attack, pairs = self.attack(cell.attack, cell.seed), self.poisoned(cell.attack, cell.seed)
+        splits = [h for h in history if h.get("phase") == "split"]
+        info = {"poisoned": len(pairs.records) if isinstance(pairs, PoisonedPairs) else 0}
+        if splits and splits[-1]["poisoned"]:
+            info["safe_poisoned"] = splits[-1]["safe_poisoned"] / splits[-1]["poisoned"]
+        summary = {"id": cell.id, "cell": asdict(cell), "rate": 0.0 if attack is None else attack.rate,
+                   "target": "-" if attack is None else attack.target, "metrics": metrics, "info": info,
+                   "recipe": asdict(self.cfg.recipe), "recipe_id": self.cfg.recipe.id,
+                   "attack_params": {} if attack is None else asdict(attack), "train_pairs": len(self.data.train),
+                   "history": [{k: v for k, v in h.items() if not k.startswith("similarity_")} for h in history],
+                   "code": self.code, **training}
+        self.store.write_cell(cell.id, summary, history, {})
+
+    def is_done(self, cell: PoisonCell) -> bool:
+        """Finished, by the same code (or ``reuse_cells``)."""
+        return self.store.is_done(cell.id) and (self.cfg.reuse_cells or self.store.summary(cell.id)["code"] == self.code)
+
+
+def load_data(cfg: PoisonConfig, size: int) -> tuple[PoisonData, str]:
+    """The grid's data and target class, every attack tried on it once: all input errors come here."""
+    data = shapes_data(cfg.recipe, size) if cfg.data is None else own_data(cfg, size)
+    target = cfg.target or SHAPES_TARGET
+    if cfg.attacks and target not in data.test.classnames:
+        raise ValueError(f"target class {target!r} is not in the evaluation set {data.eval_name}; its classes: "
+                         f"{list(data.test.classnames)}")
+    for name in cfg.attacks:  # e.g. too few captions naming the target for a label-consistent rate
+        build_poisoning(name, target=target, rate=cfg.rate, seed=cfg.seeds[0], captions=data.captions).poison(
+            data.train, data.held_out)
+    return data, target
+
+
+def run_poisoning(cfg: PoisonConfig) -> Path:
+    """Run (or resume) the grid, update ``leaderboards/poisoning.csv|md``; return the run folder."""
+    cfg.check()
+    probe = build_model(cfg.model, **cfg.model_args)
+    if not isinstance(probe, CLIPZeroShot):
+        raise ValueError(f"poisoning pre-trains an open_clip CLIP model (clip-tiny, or clip with --model-arg arch=...), "
+                         f"not {cfg.model!r}")
+    data, target = load_data(cfg, probe.input_size)
+    config = {"model": cfg.model, "model_args": cfg.model_args, "recipe": asdict(cfg.recipe), "dataset": data.name,
+              "eval_dataset": data.eval_name, "rate": cfg.rate, "target": target,
+              **{f"{k}_sha256": pairs_sha256(getattr(data, k)) for k in ("train", "held_out", "test")}}
+    run_id = f"{cfg.model}-{data.name.split('@')[0]}-{sha256_json(config)[:8]}"
+    store = RunStore(cfg.results_dir / "poisoning" / run_id)
+    run, cells = PoisonRun(cfg, data, target, store), grid_cells(cfg)
+    store.write_manifest({**config, "run": run_id, "config_sha256": sha256_json(config), "recipe_id": cfg.recipe.id,
+                          "code": run.code, "device": device_info(run.device), "cells": [c.id for c in cells]})
+    todo = [c for c in cells if not run.is_done(c)]
+    print(f"[poison] {run_id}: {len(cells)} cells, {len(cells) - len(todo)} already done", file=sys.stderr)
+    for cell in tqdm(todo, desc=f"poison {cfg.model}", unit="cell"):
+        run.run_cell(cell)
+    summaries = [store.summary(c.id) for c in cells]
+    rows = poisoning_report.rows(summaries, model=cfg.model, model_args=params_label(cfg.model_args),
+                                 dataset=data.name, eval_dataset=data.eval_name)
+    safeclip = {f"{c.attack} s{c.seed}": store.records(c.id) for c in cells if c.defense == "safeclip"}
+    figure = poisoning_report.safeclip_figure(safeclip, store.root / "figures" / "safeclip.png")
+    table = poisoning_report.update(cfg.leaderboard_dir, rows, figure)
+    print(f"[poison] results: {store.root}\n[poison] leaderboard: {table}", file=sys.stderr)
+    return store.root
