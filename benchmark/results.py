@@ -24,10 +24,24 @@ from PIL import Image
 from torch import Tensor
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temporary_file(path: Path) -> tuple[int, str]:
+    """A temporary file beside ``path`` with the mode a plain ``open`` would give (``mkstemp`` makes it 0600,
+    and ``os.replace`` would carry that onto tables and checkpoints that others must read)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and ``os.replace``: readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = _temporary_file(path)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -66,6 +80,7 @@ class RunStore:
         self.cells.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.cells, prefix=f".{cell_id}."))
         try:
+            tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would make finished cells private to their writer
             (tmp / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
             if curves:
                 np.savez_compressed(tmp / "curves.npz", **curves)
@@ -124,7 +139,7 @@ class RunStore:
         for name, a in channels.items():
             Image.fromarray(a).save(path.with_name(f"{cell_id}-{name}.png"))
         atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True, default=str))
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        fd, tmp = _temporary_file(path)
         os.close(fd)
         torch.save(pert.detach().cpu(), tmp)
         os.replace(tmp, path)

@@ -1,5 +1,7 @@
 """End to end on the pinned tiny JL-DCF: run, resume, leaderboard, plot, provenance, intervals."""
 import json
+import os
+import stat
 
 import pandas as pd
 import pytest
@@ -35,6 +37,16 @@ def test_run_writes_records_manifest_leaderboard_and_plot(smoke_run):
     assert len(table) == len(suite.cells)
     assert (tmp / "leaderboards" / "saliency.md").read_text().startswith("# Leaderboard")
     assert (run_dir / "robustness.png").stat().st_size > 1000
+
+
+def test_written_files_and_cells_get_the_umask_mode_not_mkstemps_private_one(smoke_run):
+    run_dir, tmp = smoke_run
+    mask = os.umask(0)
+    os.umask(mask)
+    cell = next((run_dir / "cells").iterdir())
+    assert stat.S_IMODE(cell.stat().st_mode) == 0o777 & ~mask
+    for path in (tmp / "leaderboards" / "saliency.csv", tmp / "leaderboards" / "saliency.md", run_dir / "manifest.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
 
 
 def test_attacks_lower_the_metric_within_budget(smoke_run):
