@@ -359,8 +359,10 @@ def adamw(model: nn.Module, recipe: ContrastiveRecipe) -> torch.optim.AdamW:
     biases, batch-norm parameters, the class token and the temperature."""
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
+    fused = next(model.parameters()).device.type in ("cpu", "cuda")  # one kernel per step: the unfused
+    # update of clip-tiny's 6.3M-entry token embedding took ~10x the fused one on our 2-core CPU
     return torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
+                              {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, fused=fused)
 
 
 def _batches(indices: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
