@@ -52,13 +52,13 @@ def resolve_model(name: str, ckpt: str | None = None, model_args: dict[str, Any]
                   cache: Path = CACHE) -> ResolvedModel:
     model_args = model_args or {}
     if ckpt:
-        if name not in MODELS:
-            raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
         model = build_model(name, **model_args)
         path = Path(ckpt)
         load_weights(model, name, path)
         return ResolvedModel(model, name, f"{path.name}@{checkpoint_sha256(path)[:8]}", str(path), checkpoint_sha256(path))
 
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
     variant = TINY_VARIANT.get(name, name)
     if variant not in TRAINERS:
         raise ValueError(f"model {name!r} needs a checkpoint: CKPT=/path/to/weights")

@@ -94,6 +94,32 @@ def test_folder_dataset_reads_jldcf_test_list(tmp_path):
         FolderRGBD(root, "NJU2K")
 
 
+def test_an_unlisted_set_is_read_as_rgbd_by_its_folders_in_any_common_naming(tmp_path):
+    root = _write_dataset(tmp_path, name="COME15K")
+    for old, new in (("RGB", "Image"), ("depth", "Depth"), ("GT", "mask")):
+        (root / "COME15K" / old).rename(root / "COME15K" / new)
+    ds = load_dataset("COME15K", root=root, invert_depth=True)
+    assert ds.task == "saliency" and len(ds) == 2 and ds[0].depth.max() == 255 - 100
+    assert load_dataset("COME15K-rgb2depth", root=root).query == "rgb"
+
+
+def test_a_partial_or_ambiguous_rgbd_layout_is_an_error_naming_what_is_there(tmp_path):
+    root = _write_dataset(tmp_path, name="NJUD")
+    (root / "NJUD" / "depth").rename(root / "NJUD" / "disparity")
+    with pytest.raises(ValueError, match=r"NJUD: has RGB, GT but no depth folder; .*depth: depth/Depths"):
+        load_dataset("NJUD", root=root)
+    (root / "NJUD" / "disparity").rename(root / "NJUD" / "depth")
+    (root / "NJUD" / "Mask").mkdir()
+    with pytest.raises(ValueError, match=r"two folders for one role \{'GT': \['GT', 'Mask'\]\}"):
+        load_dataset("NJUD", root=root)
+    classes = tmp_path / "animals"
+    (classes / "cat").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(classes / "cat" / "a.png")
+    assert load_dataset("animals", root=tmp_path).task == "classification"
+    with pytest.raises(ValueError, match="invert_depth applies to RGB-D folder datasets only"):
+        load_dataset("animals", root=tmp_path, invert_depth=True)
+
+
 def test_folder_dataset_needs_root():
     with pytest.raises(ValueError, match="DATA="):
         load_dataset("NJU2K")

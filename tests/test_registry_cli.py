@@ -23,6 +23,8 @@ def test_registry_builds_every_tiny_variant_with_the_contract():
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(KeyError, match="unknown model 'nosuch'"):
         build_model("nosuch")
+    with pytest.raises(KeyError, match=r"unknown model 'nosuch'; registered: \[.*'jldcf-tiny'"):
+        resolve_model("nosuch")  # without a checkpoint: not "needs a checkpoint"
 
 
 def test_checkpoint_errors_name_the_file(tmp_path):

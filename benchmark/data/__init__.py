@@ -1,13 +1,14 @@
 """Dataset registry: ``load_dataset("synthetic", split="test")``, ``load_dataset("NJU2K", root=...)``,
 ``load_dataset("shapes")``, ``load_dataset("synthetic-rgb2depth")``; any other name with a root is an
-ImageFolder zero-shot set."""
+RGB-D set when its folders say so (``RGB``/``Image``, ``depth``, ``GT``/``Mask``: ``folder.LAYOUT``), else
+an ImageFolder zero-shot set."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 from .base import Batch, Sample, make_batch
-from .folder import FolderRGBD
+from .folder import FolderRGBD, rgbd_folders
 from .labelled import CaptionRetrieval, FolderClassification, LabelledBatch, PairRetrieval, make_labelled_batch
 from .shapes import CaptionedShapes
 from .synthetic import SyntheticRGBD
@@ -40,9 +41,8 @@ def has_train_split(name: str) -> bool:
 def load_dataset(name: str, split: str = "test", root: str | Path | None = None, invert_depth: bool = False) -> Any:
     """Build a dataset by registry name; folder datasets need ``root`` (the folder holding <NAME>/).
     ``invert_depth``: an RGB-D folder dataset stores depth near = dark (see ``FolderRGBD``)."""
-    if invert_depth and _without_pair_suffix(name) not in FOLDER_DATASETS:
-        raise ValueError(f"dataset {name!r}: invert_depth applies to the RGB-D folder datasets only "
-                         f"({', '.join(FOLDER_DATASETS)})")
+    if invert_depth and has_train_split(name):
+        raise ValueError(f"dataset {name!r}: invert_depth applies to RGB-D folder datasets only")
     if name == "synthetic":
         return SyntheticRGBD(split)
     if name == "shapes":
@@ -58,7 +58,13 @@ def load_dataset(name: str, split: str = "test", root: str | Path | None = None,
             return PairRetrieval(base, query)
     if root is None:
         raise ValueError(f"dataset {name!r} is read from disk: give its parent folder (DATA=/path)")
-    return FolderRGBD(root, name, invert_depth) if name in FOLDER_DATASETS else FolderClassification(root, name)
+    folder = Path(root) / name
+    if name in FOLDER_DATASETS or (folder.is_dir() and rgbd_folders(folder) is not None):
+        return FolderRGBD(root, name, invert_depth)
+    if invert_depth:
+        raise ValueError(f"dataset {folder}: invert_depth applies to RGB-D folder datasets only; this one has no "
+                         f"RGB, depth and GT folders")
+    return FolderClassification(root, name)
 
 
 __all__ = ["Batch", "CaptionRetrieval", "CaptionedShapes", "DATASETS", "FOLDER_DATASETS", "FolderClassification",

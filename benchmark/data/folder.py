@@ -1,4 +1,7 @@
 """RGB-D SOD test sets in the standard layout ``<root>/<NAME>/{RGB,depth,GT}``, paired by file stem.
+The three folders may carry the other names the benchmarks' downloads use (:data:`LAYOUT`: ``Image`` or
+``Imgs`` for RGB, ``Depth``, ``Mask`` for GT, in any letter case), so a set of any name laid out so is
+read as an RGB-D set (:func:`rgbd_folders`).
 
 Works for NJU2K, NLPR, STERE, DES (RGBD135), LFSD, SIP, SSD, DUT-RGBD and ReDWeb-S as distributed by
 the RGB-D SOD benchmarks. When ``<root>/<NAME>/test.lst`` exists (JL-DCF's list format: one pair per
@@ -19,7 +22,31 @@ from PIL import Image
 from .base import Sample
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
-SUBDIRS = ("RGB", "depth", "GT")
+# Each role's folder names, in any letter case: the first of each is the standard layout's.
+LAYOUT = {"RGB": ("RGB", "Image", "Images", "Imgs"), "depth": ("depth", "Depths"), "GT": ("GT", "Mask", "Masks")}
+
+
+def rgbd_folders(folder: Path) -> dict[str, Path] | None:
+    """The RGB, depth and GT folders of ``folder`` (role -> path) when it is laid out as an RGB-D set; None
+    when none of its folders has a role's name. A set with some roles but not all, or two folders for one
+    role, is an error that names what is there and what is accepted."""
+    found: dict[str, list[Path]] = {role: [] for role in LAYOUT}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for role, names in LAYOUT.items():
+            if sub.name.lower() in (n.lower() for n in names):
+                found[role].append(sub)
+    if not any(found.values()):
+        return None
+    accepted = "; ".join(f"{role}: {'/'.join(names)}" for role, names in LAYOUT.items())
+    missing = [role for role, subs in found.items() if not subs]
+    if missing:
+        present = ", ".join(sub.name for subs in found.values() for sub in subs)
+        raise ValueError(f"dataset {folder}: has {present} but no {' or '.join(missing)} folder; an RGB-D set "
+                         f"needs one folder per role ({accepted}, any letter case)")
+    twice = {role: [sub.name for sub in subs] for role, subs in found.items() if len(subs) > 1}
+    if twice:
+        raise ValueError(f"dataset {folder}: two folders for one role {twice}; keep one ({accepted})")
+    return {role: subs[0] for role, subs in found.items()}
 
 
 def _index(folder: Path) -> dict[str, Path]:
@@ -50,25 +77,30 @@ class FolderRGBD:
         self.root, self.name, self.invert_depth = Path(root) / name, name, invert_depth
         if not self.root.is_dir():
             raise FileNotFoundError(f"dataset {name!r} not found: {self.root} is not a folder")
+        folders = rgbd_folders(self.root)
+        if folders is None:
+            raise FileNotFoundError(f"dataset {self.root}: no RGB, depth and GT folders (accepted names: "
+                                    + "; ".join('/'.join(names) for names in LAYOUT.values()) + ")")
+        self.folders = folders
         lst = self.root / "test.lst"
         self.pairs = self._from_list(lst) if lst.is_file() else self._from_stems()
         if not self.pairs:
             raise ValueError(f"dataset {self.root}: no RGB/depth/GT triples found")
 
     def _from_stems(self) -> list[tuple[Path, Path, Path]]:
-        rgb, depth, gt = (_index(self.root / d) for d in SUBDIRS)
+        rgb, depth, gt = (_index(self.folders[role]) for role in LAYOUT)
         for stem in sorted(rgb):
-            for other, folder in ((depth, "depth"), (gt, "GT")):
+            for other, role in ((depth, "depth"), (gt, "GT")):
                 if stem not in other:
-                    raise FileNotFoundError(f"{rgb[stem]}: no partner file with stem {stem!r} in {self.root / folder}")
-        for other, folder in ((depth, "depth"), (gt, "GT")):
+                    raise FileNotFoundError(f"{rgb[stem]}: no partner file with stem {stem!r} in {self.folders[role]}")
+        for other in (depth, gt):
             orphans = sorted(set(other) - set(rgb))
             if orphans:
-                raise FileNotFoundError(f"{other[orphans[0]]}: no partner file with stem {orphans[0]!r} in {self.root / 'RGB'}")
+                raise FileNotFoundError(f"{other[orphans[0]]}: no partner file with stem {orphans[0]!r} in {self.folders['RGB']}")
         return [(rgb[s], depth[s], gt[s]) for s in sorted(rgb)]
 
     def _from_list(self, lst: Path) -> list[tuple[Path, Path, Path]]:
-        gts = _index(self.root / "GT")
+        gts = _index(self.folders["GT"])
         pairs = []
         for n, line in enumerate(lst.read_text().splitlines(), 1):
             parts = line.split()
@@ -80,7 +112,7 @@ class FolderRGBD:
             gt = self.root / parts[2] if len(parts) > 2 else gts.get(Path(parts[0]).stem)
             for p in (rgb, depth, gt):
                 if p is None or not p.is_file():
-                    raise FileNotFoundError(f"{lst}:{n}: missing file {p or Path(parts[0]).stem + ' in GT/'}")
+                    raise FileNotFoundError(f"{lst}:{n}: missing file {p or Path(parts[0]).stem + ' in ' + self.folders['GT'].name + '/'}")
             pairs.append((rgb, depth, gt))
         return pairs
 
