@@ -62,9 +62,12 @@ def cmd_run(a: argparse.Namespace) -> int:
 def _seeds(text: str) -> tuple[int, ...]:
     """``N``: seeds 0..N-1; a comma-separated list (``5,`` for the one seed 5): those seeds."""
     try:
-        return tuple(int(s) for s in text.split(",") if s) if "," in text else tuple(range(int(text)))
+        seeds = tuple(int(s) for s in text.split(",") if s) if "," in text else tuple(range(int(text)))
     except ValueError:
         raise SystemExit(f"--seeds: a count N or a comma-separated list of seeds, got {text!r}") from None
+    if not seeds:
+        raise SystemExit(f"--seeds {text}: a count of no seeds; the one seed 0 is --seeds 0, (a list) or --seeds 1")
+    return seeds
 
 
 def cmd_poison(a: argparse.Namespace) -> int:
@@ -190,10 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     po.add_argument("--attacks", help="comma-separated (default: badnets,blended,wanet,label-consistent,targeted)")
     po.add_argument("--defenses", help="comma-separated (default: none,safeclip,roclip,cleanclip)")
     po.add_argument("--seeds", help="a count N (seeds 0..N-1) or a comma-separated list (default: 1)")
-    po.add_argument("--rate", type=float, help="poisoned pairs as a fraction of the train pairs (default 0.01)")
+    po.add_argument("--rate", type=float, help="poisoned pairs as a fraction of the train pairs (default 0.03)")
     po.add_argument("--target", help="target class (default: star on the shapes; required with --data)")
-    po.add_argument("--pairs", type=int, help="train pairs: the first N (default 3000)")
-    po.add_argument("--epochs", type=int, help="pre-training epochs (default 10)")
+    po.add_argument("--pairs", type=int, help="train pairs: the first N (default 6000)")
+    po.add_argument("--epochs", type=int, help="pre-training epochs (default 16)")
     po.add_argument("--batch-size", type=int, help="pre-training batch (default 128)")
     po.add_argument("--data", help="image-caption CSV in open_clip's layout (image paths relative to its folder); "
                     "default: the embedded captioned shapes")

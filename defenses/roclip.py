@@ -26,6 +26,12 @@ Scaled to our data (6000 pairs, batch 128):
 - the text features of a matching epoch are computed without gradient (the reference keeps a zero-weight
   text term only to keep its distributed graph alive);
 - the lr is the recipe's, as for plain CLIP and SafeCLIP, so the objective is what differs.
+Measured at the grid's budget (6000 clean pairs x 16 epochs, seed 0): without matching (K above the epochs)
+top-1 0.90; K = 2: 0.31 (0.25 on BadNets-poisoned pairs, backdoor success 0.20 against 0.93 undefended). Each
+matching epoch undoes what the epoch before aligned (the own-caption loss: 3.27 after two epochs without
+matching, 3.78 with); likely because the pool's captions of 8 classes repeat, many images of a batch share
+one nearest caption, and the symmetric loss then pushes those images apart, where the reference's pool of
+21845 captions from 1M pairs seldom repeats within a batch.
 """
 from __future__ import annotations
 

@@ -30,6 +30,12 @@ Scaled to our data (6000 32x32 pairs, 47 steps per epoch where the reference mak
 - ``step`` 0.04 per epoch: the reference grows the safe set by 0.01 N over 26 post-warm-up epochs (0.26 N
   in all); 0.04 over our 6-13 post-warm-up epochs grows it by 0.24-0.52 N, enough to reach the cap;
 - memory banks of 256 as the reference (two batches of 128; the bank is sized by the batch, not the data).
+Measured at the grid's budget (6000 clean pairs x 16 epochs, seed 0; plain CLIP: top-1 0.94), SafeCLIP keeps a
+BadNets backdoor out (success 0.07 at rate 0.03, against 0.93 undefended; 8 of the 180 poisoned pairs in the
+first safe set, 20 in the last) but its clean top-1 is 0.24. Ablations on clean pairs: no split (every pair
+safe) 0.78, the split without L_uni on the risky set (``risky_unimodal=False``) 0.58 (0.65 with ``step``
+0.1), no unimodal warm-up 0.22, no memory bank (``bank_size=0``) 0.27: the risky set's unimodal pass costs
+the most, and the split the rest.
 The safe share's floor is robust to float error (0.57 N of 100 is 57, not 56); ties in p keep the lower
 index first (a stable sort; the reference's ``torch.argsort`` leaves them in any order).
 """
@@ -76,10 +82,11 @@ class SafeCLIP(Objective):
     threshold: float = 0.9
     step: float = 0.04
     cap: float = 0.85
-    bank_size: int = 256
+    bank_size: int = 256  # 0: no memory bank, view 1 itself is view 2's positive (the reference without --memory_bank)
+    risky_unimodal: bool = True  # L_uni on the risky set after the warm-ups (the reference's --cross_inmodal)
     ratio: float | None = field(default=None, init=False)  # the safe share of the next split
-    image_bank: MemoryBank = field(init=False, repr=False)
-    text_bank: MemoryBank = field(init=False, repr=False)
+    image_bank: MemoryBank | None = field(init=False, repr=False)
+    text_bank: MemoryBank | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.cap <= 1 or self.step < 0 or not 0 <= self.threshold <= 1:
@@ -89,7 +96,7 @@ class SafeCLIP(Objective):
 
     def start(self, run: ContrastiveRun | None) -> None:
         self.ratio = None
-        self.image_bank, self.text_bank = MemoryBank(self.bank_size), MemoryBank(self.bank_size)
+        self.image_bank, self.text_bank = (MemoryBank(self.bank_size), MemoryBank(self.bank_size)) if self.bank_size else (None, None)
 
     def split(self, similarity: np.ndarray) -> np.ndarray:
         """The safe indices for this epoch's similarities; advances the safe share for the next split."""
@@ -111,17 +118,18 @@ class SafeCLIP(Objective):
         record = {"phase": "split", "safe": len(safe), "safe_poisoned": int(poisoned[safe].sum()),
                   "poisoned": int(poisoned.sum()), "similarity_poisoned": similarity[poisoned].tolist(),
                   "similarity_clean": similarity[~poisoned].tolist()}
-        return EpochPlan([Pass("unimodal", risky, self.unimodal_loss, lr), Pass("clip", safe, self.clip_loss, lr)],
-                         record)
+        passes = [Pass("unimodal", risky, self.unimodal_loss, lr)] if self.risky_unimodal else []
+        return EpochPlan(passes + [Pass("clip", safe, self.clip_loss, lr)], record)
 
     def unimodal_loss(self, run: ContrastiveRun, batch: Batch) -> Tensor:
         """L_uni: view 2 of each image and caption against the bank's nearest neighbour of its view 1 (the
         bank as it was before this batch; the view-1 embeddings are then enqueued)."""
         image1, image2 = run.encode_images(run.augmented(batch.images), run.augmented(batch.images))
         text1, text2 = run.encode_texts(*batch.caption_views)
+        if self.image_bank is not None:
+            image1, text1 = self.image_bank(image1, image1), self.text_bank(text1, text1)
         scale = run.logit_scale
-        return (info_nce(image2, self.image_bank(image1, image1), scale)
-                + info_nce(text2, self.text_bank(text1, text1), scale)) / 2
+        return (info_nce(image2, image1, scale) + info_nce(text2, text1, scale)) / 2
 
     @staticmethod
     def clip_loss(run: ContrastiveRun, batch: Batch) -> Tensor:

@@ -13,7 +13,8 @@ from attacks.poisoning import Pairs, build_poisoning
 from benchmark.data.shapes import CLASSES, CaptionedShapes
 from benchmark.training.clip import MAX_SHIFT, shape_images
 from benchmark.training.contrastive import (ContrastiveData, ContrastiveRecipe, ContrastiveRun, MemoryBank, _batches,
-                                            augmented, clip_loss, eda, shifted, train_contrastive, warmup_cosine)
+                                            augmented, clip_loss, eda, info_nce, shifted, train_contrastive,
+                                            warmup_cosine)
 from defenses.cleanclip import CleanCLIP, autoaugmented, clean_subset
 from defenses.roclip import RoCLIP
 from defenses.safeclip import SafeCLIP, clean_posterior, safe_split
@@ -100,6 +101,30 @@ def test_safeclip_plans_warm_ups_then_risky_unimodal_and_safe_clip_passes(poison
     assert record["safe"] == len(safe.indices) and record["poisoned"] == 8
     assert record["safe_poisoned"] == int(poisoned_rows[safe.indices].sum())
     assert len(record["similarity_poisoned"]) == 8 and len(record["similarity_clean"]) == 56
+    without = SafeCLIP(unimodal_warmup=1, clip_warmup=1, risky_unimodal=False)
+    for epoch in range(2):
+        without.plan(run, epoch)
+    [safe_only] = without.plan(run, 2).passes
+    assert safe_only.name == "clip" and len(safe_only.indices) == record["safe"]
+
+
+def test_safeclip_without_a_memory_bank_takes_view_1_as_view_2s_positive(clean):
+    run = ContrastiveRun.build(fresh_model(), clean, RECIPE)
+    batch = run.batch(np.arange(16))
+    losses = []
+    for bank_size in (0, 256):
+        torch.manual_seed(3)
+        run.generator.manual_seed(3)
+        safeclip = SafeCLIP(bank_size=bank_size)
+        losses.append(safeclip.unimodal_loss(run, batch))
+        assert (safeclip.image_bank is None) == (bank_size == 0)
+    # the first batch finds an empty bank, whose fallback is view 1 itself: the two losses agree
+    assert torch.allclose(losses[0], losses[1])
+    run.generator.manual_seed(3)
+    image1, image2 = run.encode_images(run.augmented(batch.images), run.augmented(batch.images))
+    text1, text2 = run.encode_texts(*batch.caption_views)
+    expected = (info_nce(image2, image1, run.logit_scale) + info_nce(text2, text1, run.logit_scale)) / 2
+    assert torch.allclose(losses[0], expected)
 
 
 # memory bank

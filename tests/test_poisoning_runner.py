@@ -238,4 +238,6 @@ def test_seeds_option_takes_a_count_or_a_list():
     assert _seeds("3") == (0, 1, 2) and _seeds("0,4") == (0, 4) and _seeds("5,") == (5,)
     with pytest.raises(SystemExit, match="--seeds"):
         _seeds("x")
+    with pytest.raises(SystemExit, match="the one seed 0 is --seeds 0,"):
+        _seeds("0")
     assert np.array_equal(poisoning.split_names("badnets, blended wanet"), ["badnets", "blended", "wanet"])
