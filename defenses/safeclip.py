@@ -11,31 +11,36 @@ get the CLIP loss.
 3. Every later epoch: the cosine similarity of every pair, a two-component Gaussian mixture fitted to them,
    p_i = the posterior of the higher-mean component; the safe set is {i : p_i >= 0.9} at the first split,
    then the top floor(r N) pairs by p, r growing by a step after each split up to a cap (r starts at the
-   first safe share); then L_uni over the risky pairs, then L_clip over the safe ones, two passes with one
-   optimizer.
+   first safe share); then L_uni over the risky pairs (off by default at our scale, below), then L_clip over
+   the safe ones, two passes with one optimizer.
 
 Reference defaults (BigML-CS-UCLA/SafeCLIP ``src/parser.py``, ``main.py``): 32 epochs counting 5 unimodal and
 1 CLIP warm-up epochs; batch 128; lr 5e-4 for both kinds of pass, 5e-6 (1/100) for the CLIP warm-up epoch;
 memory banks of 256; threshold 0.9; step 0.01 N; cap 0.85 N; GMM by scikit-learn, ``random_state=0``.
 
 Scaled to our data (6000 32x32 pairs, 47 steps per epoch where the reference makes about 7800 on 1M):
-- warm-ups: ``unimodal_warmup`` 2 epochs and ``clip_warmup`` 1 of a ~10-16-epoch training (the
-  reference's 5 of 32 are 16% of its epochs; 2 of 12 are 17%);
+- warm-ups: ``unimodal_warmup`` 2 epochs and ``clip_warmup`` 1 of a 24-epoch training (the reference's 6
+  of 32 are 19% of its epochs; ours 12.5%);
 - ``filter_lr`` 0.25 of the peak lr for the CLIP warm-up epoch, not 1/100: the reference's 5e-6 over ~7800
   steps moves the weights by lr x steps = 0.04; at 1/100 of our 3e-3 our 47 steps would move them by
   0.0014, too little to align the two towers before the split; 0.25 x 3e-3 x 47 = 0.035. Measured at
   the first split (6000 pairs, BadNets at 1%, seed 0, 12 epochs; filter_lr: safe share, poisoned pairs
   in it, P(clean pair more similar than poisoned)): 0.01: 15%, 3/60, 0.75; 0.05: 62%, 8/60, 0.87;
   0.25: 61%, 6/60, 0.89; 1.0: 43%, 2/60, 0.93;
-- ``step`` 0.04 per epoch: the reference grows the safe set by 0.01 N over 26 post-warm-up epochs (0.26 N
-  in all); 0.04 over our 6-13 post-warm-up epochs grows it by 0.24-0.52 N, enough to reach the cap;
+- ``step`` 0.1 per epoch: the reference grows the safe set by 0.01 N over 26 post-warm-up epochs (0.26 N
+  in all); at our scale every pair kept out of the CLIP loss costs clean accuracy (below), so the safe set
+  grows to the cap within 3-4 splits;
+- no unimodal pass on the risky set after the warm-ups (``risky_unimodal=False``; the reference's
+  ``--cross_inmodal`` flag turns it off there too), and 1.5x the grid's epochs (``epoch_factor``; the
+  warm-ups and the split leave the CLIP loss fewer pair-steps than plain CLIP gets): at our scale the
+  reference default loses most of the clean accuracy (measurements below);
 - memory banks of 256 as the reference (two batches of 128; the bank is sized by the batch, not the data).
-Measured at the grid's budget (6000 clean pairs x 16 epochs, seed 0; plain CLIP: top-1 0.94), SafeCLIP keeps a
-BadNets backdoor out (success 0.07 at rate 0.03, against 0.93 undefended; 8 of the 180 poisoned pairs in the
-first safe set, 20 in the last) but its clean top-1 is 0.24. Ablations on clean pairs: no split (every pair
-safe) 0.78, the split without L_uni on the risky set (``risky_unimodal=False``) 0.58 (0.65 with ``step``
-0.1), no unimodal warm-up 0.22, no memory bank (``bank_size=0``) 0.27: the risky set's unimodal pass costs
-the most, and the split the rest.
+Measured at the grid's budget (6000 pairs x 16 epochs, seed 0; plain CLIP: top-1 0.94; BadNets at rate 0.03:
+success 0.93 undefended), with these defaults (24 epochs): **top-1 0.918, BadNets success 0.089**, 8 of the 180
+poisoned pairs in the first safe set, 3 in the last. The reference's settings at 16 epochs (risky-set L_uni,
+step 0.04) kept the backdoor out too (0.07) but at top-1 0.24. Ablations at 16 epochs on clean pairs: every
+pair safe 0.78; the split without risky-set L_uni 0.58 (0.65 with step 0.1); no unimodal warm-up 0.22; no
+memory bank (``bank_size=0``) 0.27; risky-set L_uni weighted 0.1 (step 0.1, BadNets pairs) 0.35.
 The safe share's floor is robust to float error (0.57 N of 100 is 57, not 56); ties in p keep the lower
 index first (a stable sort; the reference's ``torch.argsort`` leaves them in any order).
 """
@@ -80,10 +85,11 @@ class SafeCLIP(Objective):
     clip_warmup: int = 1
     filter_lr: float = 0.25  # the CLIP warm-up epoch's constant lr, as a fraction of the recipe's lr
     threshold: float = 0.9
-    step: float = 0.04
+    step: float = 0.1
     cap: float = 0.85
     bank_size: int = 256  # 0: no memory bank, view 1 itself is view 2's positive (the reference without --memory_bank)
-    risky_unimodal: bool = True  # L_uni on the risky set after the warm-ups (the reference's --cross_inmodal)
+    risky_unimodal: bool = False  # L_uni on the risky set after the warm-ups (the reference's --cross_inmodal)
+    epoch_factor: float = 1.5
     ratio: float | None = field(default=None, init=False)  # the safe share of the next split
     image_bank: MemoryBank | None = field(init=False, repr=False)
     text_bank: MemoryBank | None = field(init=False, repr=False)

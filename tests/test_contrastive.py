@@ -88,7 +88,7 @@ def test_safeclip_split_on_hand_made_similarities_starts_at_the_gmm_set_then_gro
 
 def test_safeclip_plans_warm_ups_then_risky_unimodal_and_safe_clip_passes(poisoned):
     run = ContrastiveRun.build(fresh_model(), poisoned, RECIPE)
-    safeclip = SafeCLIP(unimodal_warmup=1, clip_warmup=1, filter_lr=0.25)
+    safeclip = SafeCLIP(unimodal_warmup=1, clip_warmup=1, filter_lr=0.25, risky_unimodal=True)
     first, second, third = (safeclip.plan(run, epoch) for epoch in range(3))
     assert [(p.name, len(p.indices), p.scheduled) for p in first.passes] == [("unimodal", 64, True)]
     assert [(p.name, len(p.indices), p.scheduled, p.lr) for p in second.passes] == [
@@ -101,7 +101,7 @@ def test_safeclip_plans_warm_ups_then_risky_unimodal_and_safe_clip_passes(poison
     assert record["safe"] == len(safe.indices) and record["poisoned"] == 8
     assert record["safe_poisoned"] == int(poisoned_rows[safe.indices].sum())
     assert len(record["similarity_poisoned"]) == 8 and len(record["similarity_clean"]) == 56
-    without = SafeCLIP(unimodal_warmup=1, clip_warmup=1, risky_unimodal=False)
+    without = SafeCLIP(unimodal_warmup=1, clip_warmup=1)
     for epoch in range(2):
         without.plan(run, epoch)
     [safe_only] = without.plan(run, 2).passes
@@ -312,7 +312,7 @@ def test_a_short_training_run_of_each_objective_returns_its_history(name, clean,
         assert [h["phase"] for h in history] == ["unimodal warm-up", "clip warm-up", "split"]
         split = history[2]
         assert split["poisoned"] == 8 and 0 <= split["safe_poisoned"] <= min(8, split["safe"])
-        assert {"loss_unimodal", "loss_clip"} <= set(split) and history[2]["steps"] >= 2
+        assert "loss_clip" in split and "loss_unimodal" not in split and history[2]["steps"] >= 1  # no risky-set L_uni
     if name == "roclip":
         assert [h["matching"] for h in history] == [False, True, False]
         assert "loss_matching" in history[1] and "loss_clip" in history[2]

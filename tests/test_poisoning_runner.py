@@ -80,8 +80,8 @@ def test_cells_record_their_training_and_safeclip_its_splits(grid):
     s = summary(run, "badnets-safeclip-s0")
     assert s["cell"] == {"attack": "badnets", "defense": "safeclip", "seed": 0} and s["recipe"]["pairs"] == 64
     assert s["attack_params"]["rate"] == 0.125 and s["defense_params"]["unimodal_warmup"] == 2
-    assert s["training"]["epochs"] == 4 and s["training"]["seed"] == 0 and s["code"]["commit"]
-    assert [h["phase"] for h in s["history"]] == ["unimodal warm-up", "unimodal warm-up", "clip warm-up", "split"]
+    assert s["training"]["epochs"] == 6 and s["training"]["seed"] == 0 and s["code"]["commit"]  # 1.5 x 4
+    assert [h["phase"] for h in s["history"]] == ["unimodal warm-up", "unimodal warm-up", "clip warm-up"] + ["split"] * 3
     assert not any(k.startswith("similarity_") for h in s["history"] for k in h)
     split = [json.loads(line) for line in (run / "cells" / "badnets-safeclip-s0" / "records.jsonl").open()][-1]
     assert len(split["similarity_poisoned"]) == 8 and len(split["similarity_clean"]) == 56

@@ -321,6 +321,7 @@ class Objective:
 
     name: ClassVar[str]
     finetunes: ClassVar[bool] = False
+    epoch_factor: float = 1.0  # trains for round(factor x the recipe's epochs) (SafeCLIP: its warm-ups and split cost CLIP steps)
 
     def start(self, run: ContrastiveRun) -> None:
         """Reset what the objective keeps across epochs (memory banks, the safe-set ratio)."""
