@@ -37,7 +37,8 @@ Scaled to our data (6000 32x32 pairs, 47 steps per epoch where the reference mak
 - memory banks of 256 as the reference (two batches of 128; the bank is sized by the batch, not the data).
 Measured at the grid's budget (6000 pairs x 16 epochs, seed 0; plain CLIP: top-1 0.94; BadNets at rate 0.03:
 success 0.93 undefended), with these defaults (24 epochs): **top-1 0.918, BadNets success 0.089**, 8 of the 180
-poisoned pairs in the first safe set, 3 in the last. The reference's settings at 16 epochs (risky-set L_uni,
+poisoned pairs in the first safe set, 3 in the last; Blended (rate 0.03): success 0.174, top-1 0.902;
+targeted poisoning (rate 0.03, 8 targets): 1 of 8 targets taken (0.125, undefended 8/8), top-1 0.863. The reference's settings at 16 epochs (risky-set L_uni,
 step 0.04) kept the backdoor out too (0.07) but at top-1 0.24. Ablations at 16 epochs on clean pairs: every
 pair safe 0.78; the split without risky-set L_uni 0.58 (0.65 with step 0.1); no unimodal warm-up 0.22; no
 memory bank (``bank_size=0``) 0.27; risky-set L_uni weighted 0.1 (step 0.1, BadNets pairs) 0.35.
