@@ -24,17 +24,16 @@ from PIL import Image
 from torch import Tensor
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+# The process's umask, read once (reading it means setting it, which races with threads creating files).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _temporary_file(path: Path) -> tuple[int, str]:
     """A temporary file beside ``path`` with the mode a plain ``open`` would give (``mkstemp`` makes it 0600,
     and ``os.replace`` would carry that onto tables and checkpoints that others must read)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.fchmod(fd, 0o666 & ~_umask())
+    os.fchmod(fd, 0o666 & ~_UMASK)
     return fd, tmp
 
 
@@ -80,7 +79,7 @@ class RunStore:
         self.cells.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.cells, prefix=f".{cell_id}."))
         try:
-            tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would make finished cells private to their writer
+            tmp.chmod(0o777 & ~_UMASK)  # mkdtemp's 0700 would make finished cells private to their writer
             (tmp / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
             if curves:
                 np.savez_compressed(tmp / "curves.npz", **curves)

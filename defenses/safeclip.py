@@ -38,8 +38,9 @@ Scaled to our data (6000 32x32 pairs, 47 steps per epoch where the reference mak
 Measured at the grid's budget (6000 pairs x 16 epochs, seed 0; plain CLIP: top-1 0.94; BadNets at rate 0.03:
 success 0.93 undefended), with these defaults (24 epochs): **top-1 0.918, BadNets success 0.089**, 8 of the 180
 poisoned pairs in the first safe set, 3 in the last; Blended (rate 0.03): success 0.174, top-1 0.902;
-targeted poisoning (rate 0.03, 8 targets): 1 of 8 targets taken (0.125, undefended 8/8), top-1 0.863. The reference's settings at 16 epochs (risky-set L_uni,
-step 0.04) kept the backdoor out too (0.07) but at top-1 0.24. Ablations at 16 epochs on clean pairs: every
+targeted poisoning (rate 0.03, 8 targets): 1 of 8 targets taken (0.125, undefended 8/8), top-1 0.863. The
+reference's settings at 16 epochs (risky-set L_uni, step 0.04) kept the backdoor out too (0.07) but at top-1
+0.24. Ablations at 16 epochs on clean pairs: every
 pair safe 0.78; the split without risky-set L_uni 0.58 (0.65 with step 0.1); no unimodal warm-up 0.22; no
 memory bank (``bank_size=0``) 0.27; risky-set L_uni weighted 0.1 (step 0.1, BadNets pairs) 0.35.
 The safe share's floor is robust to float error (0.57 N of 100 is 57, not 56); ties in p keep the lower
@@ -103,7 +104,8 @@ class SafeCLIP(Objective):
 
     def start(self, run: ContrastiveRun | None) -> None:
         self.ratio = None
-        self.image_bank, self.text_bank = (MemoryBank(self.bank_size), MemoryBank(self.bank_size)) if self.bank_size else (None, None)
+        banks = (MemoryBank(self.bank_size), MemoryBank(self.bank_size)) if self.bank_size else (None, None)
+        self.image_bank, self.text_bank = banks
 
     def split(self, similarity: np.ndarray) -> np.ndarray:
         """The safe indices for this epoch's similarities; advances the safe share for the next split."""

@@ -24,6 +24,7 @@ from .base import Sample
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 # Each role's folder names, in any letter case: the first of each is the standard layout's.
 LAYOUT = {"RGB": ("RGB", "Image", "Images", "Imgs"), "depth": ("depth", "Depths"), "GT": ("GT", "Mask", "Masks")}
+ACCEPTED = "; ".join(f"{role}: {'/'.join(names)}" for role, names in LAYOUT.items()) + ", any letter case"
 
 
 def rgbd_folders(folder: Path) -> dict[str, Path] | None:
@@ -37,15 +38,14 @@ def rgbd_folders(folder: Path) -> dict[str, Path] | None:
                 found[role].append(sub)
     if not any(found.values()):
         return None
-    accepted = "; ".join(f"{role}: {'/'.join(names)}" for role, names in LAYOUT.items())
     missing = [role for role, subs in found.items() if not subs]
     if missing:
         present = ", ".join(sub.name for subs in found.values() for sub in subs)
         raise ValueError(f"dataset {folder}: has {present} but no {' or '.join(missing)} folder; an RGB-D set "
-                         f"needs one folder per role ({accepted}, any letter case)")
+                         f"needs one folder per role ({ACCEPTED})")
     twice = {role: [sub.name for sub in subs] for role, subs in found.items() if len(subs) > 1}
     if twice:
-        raise ValueError(f"dataset {folder}: two folders for one role {twice}; keep one ({accepted})")
+        raise ValueError(f"dataset {folder}: two folders for one role {twice}; keep one ({ACCEPTED})")
     return {role: subs[0] for role, subs in found.items()}
 
 
@@ -79,8 +79,7 @@ class FolderRGBD:
             raise FileNotFoundError(f"dataset {name!r} not found: {self.root} is not a folder")
         folders = rgbd_folders(self.root)
         if folders is None:
-            raise FileNotFoundError(f"dataset {self.root}: no RGB, depth and GT folders (accepted names: "
-                                    + "; ".join('/'.join(names) for names in LAYOUT.values()) + ")")
+            raise FileNotFoundError(f"dataset {self.root}: no RGB, depth and GT folders ({ACCEPTED})")
         self.folders = folders
         lst = self.root / "test.lst"
         self.pairs = self._from_list(lst) if lst.is_file() else self._from_stems()
@@ -96,7 +95,8 @@ class FolderRGBD:
         for other in (depth, gt):
             orphans = sorted(set(other) - set(rgb))
             if orphans:
-                raise FileNotFoundError(f"{other[orphans[0]]}: no partner file with stem {orphans[0]!r} in {self.folders['RGB']}")
+                raise FileNotFoundError(f"{other[orphans[0]]}: no partner file with stem {orphans[0]!r} in "
+                                        f"{self.folders['RGB']}")
         return [(rgb[s], depth[s], gt[s]) for s in sorted(rgb)]
 
     def _from_list(self, lst: Path) -> list[tuple[Path, Path, Path]]:
@@ -112,7 +112,8 @@ class FolderRGBD:
             gt = self.root / parts[2] if len(parts) > 2 else gts.get(Path(parts[0]).stem)
             for p in (rgb, depth, gt):
                 if p is None or not p.is_file():
-                    raise FileNotFoundError(f"{lst}:{n}: missing file {p or Path(parts[0]).stem + ' in ' + self.folders['GT'].name + '/'}")
+                    missing = p or f"{Path(parts[0]).stem} in {self.folders['GT'].name}/"
+                    raise FileNotFoundError(f"{lst}:{n}: missing file {missing}")
             pairs.append((rgb, depth, gt))
         return pairs
 

@@ -321,7 +321,7 @@ class Objective:
 
     name: ClassVar[str]
     finetunes: ClassVar[bool] = False
-    epoch_factor: float = 1.0  # trains for round(factor x the recipe's epochs) (SafeCLIP: its warm-ups and split cost CLIP steps)
+    epoch_factor: float = 1.0  # the grid trains it for round(factor x its recipe's epochs) (SafeCLIP: 1.5)
 
     def start(self, run: ContrastiveRun) -> None:
         """Reset what the objective keeps across epochs (memory banks, the safe-set ratio)."""
