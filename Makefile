@@ -1,4 +1,4 @@
-# make bench MODEL=jldcf|bbsnet|d3net|clip-tiny|rgbd-clip|clip [CKPT=file] [DATA=folder DATASET=NJU2K] [SUITE=default|own|transfer|clip] [DEVICE=cpu] [ARGS="--model-arg backbone=resnet50"]
+# make bench MODEL=jldcf|bbsnet|d3net|clip-tiny|rgbd-clip|clip [CKPT=file] [DATA=folder DATASET=NJU2K] [SUITE=default|own|transfer|clip] [DEVICE=cpu] [WORKERS=N (Ray; RAY_ADDRESS=head for a cluster)] [ARGS="--model-arg backbone=resnet50"]
 # make transfer [MODELS="jldcf bbsnet d3net"]   make defenses [MODELS=...]   make patch-defenses [MODELS=...]   make perf   make compare BASE=HEAD~1
 # make poison [MODEL=clip-tiny] [ATTACKS=badnets,blended] [DEFENSES=none,safeclip,roclip,cleanclip] [SEEDS=3] [RATE=0.03] [TARGET=star] [DATA=pairs.csv EVAL_DATA=folder]
 # make regress BASE=HEAD~1 [HEAD=rev] [SUITE=regression] [MODELS="jldcf clip-tiny" (default: one per family)] [DEVICE=cuda]   make train MODEL=jldcf [PIN=1]
@@ -8,6 +8,7 @@ PY     := $(VENV)/bin/python
 MODEL  ?= jldcf
 DEVICE ?= cpu
 BASE   ?= HEAD~1
+RUN    := $(PY) -m benchmark run $(if $(WORKERS),--workers $(WORKERS))
 MODELS ?= jldcf bbsnet d3net
 
 .PHONY: bench poison transfer defenses patch-defenses test compare regress list train perf venv clean
@@ -21,7 +22,7 @@ $(PY): pyproject.toml constraints.txt
 venv: $(PY)
 
 bench: $(PY)
-	$(PY) -m benchmark run --model $(MODEL) --device $(DEVICE) $(if $(SUITE),--suite $(SUITE)) \
+	$(RUN) --model $(MODEL) --device $(DEVICE) $(if $(SUITE),--suite $(SUITE)) \
 		$(if $(CKPT),--ckpt $(CKPT)) $(if $(DATA),--data $(DATA)) $(if $(DATASET),--dataset $(DATASET)) $(ARGS)
 
 # the poisoning grid (CLIP pre-trained on poisoned pairs, with the training-time defenses) -> leaderboards/poisoning.md;
@@ -34,17 +35,17 @@ poison: $(PY)
 
 # every model in MODELS under attacks crafted on every surrogate of benchmark/suites/transfer.yaml
 transfer: $(PY)
-	for m in $(MODELS); do $(PY) -m benchmark run --model $$m --suite transfer --device $(DEVICE) $(ARGS) || exit 1; done
+	for m in $(MODELS); do $(RUN) --model $$m --suite transfer --device $(DEVICE) $(ARGS) || exit 1; done
 
 # the defenses suite on every model in MODELS and its adversarially trained variant -> leaderboards/saliency-defenses.md
 defenses: $(PY)
 	for m in $(MODELS) $(addsuffix -tiny-at,$(MODELS)); do \
-		$(PY) -m benchmark run --model $$m --suite defenses --device $(DEVICE) $(ARGS) || exit 1; done
+		$(RUN) --model $$m --suite defenses --device $(DEVICE) $(ARGS) || exit 1; done
 
 # the patch-defenses suite on every model in MODELS -> leaderboards/saliency-patch-defenses.md
 patch-defenses: $(PY)
 	for m in $(MODELS); do \
-		$(PY) -m benchmark run --model $$m --suite patch-defenses --device $(DEVICE) $(ARGS) || exit 1; done
+		$(RUN) --model $$m --suite patch-defenses --device $(DEVICE) $(ARGS) || exit 1; done
 
 # retrain MODEL by its recipe and check it reaches its pinned target; PIN=1 then replaces the pinned weights
 train: $(PY)

@@ -54,8 +54,23 @@ def cmd_run(a: argparse.Namespace) -> int:
     run(RunConfig(model=a.model, ckpt=a.ckpt or None, suite=a.suite, dataset=a.dataset, data_root=a.data or None,
                   device=a.device, model_args=_kv(a.model_arg, "--model-arg"),
                   surrogate_ckpts=_kv(a.surrogate_ckpt, "--surrogate-ckpt"), invert_depth=a.invert_depth,
-                  reuse_cells=a.reuse_cells,
+                  reuse_cells=a.reuse_cells, workers=a.workers, worker_cpus=a.worker_cpus,
                   results_dir=Path(a.results), leaderboard_dir=Path(a.leaderboards)))
+    return 0
+
+
+def cmd_summary(a: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from benchmark import headline
+
+    roots = [Path(r) for r in a.runs]
+    bad = [r for r in roots if not (r / "manifest.json").is_file()]
+    if bad:
+        raise SystemExit(f"not a run folder (no manifest.json): {bad[0]}")
+    rows = [headline.run_rows(r) for r in roots]
+    for path in headline.update(Path(a.leaderboards), pd.concat(rows, ignore_index=True)):
+        print(f"[summary] {path}", file=sys.stderr)
     return 0
 
 
@@ -181,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--reuse-cells", action="store_true", help="resume with finished cells computed by other code "
                    "(another commit, uncommitted changes or library versions); by default they are recomputed. "
                    "Their leaderboard rows keep the commit that computed them")
+    r.add_argument("--workers", type=int, default=0, help="run the cells on N Ray workers (a local Ray instance, "
+                   "or the cluster at RAY_ADDRESS; the results folder must be at the same path on every node); "
+                   "default 0: in this process")
+    r.add_argument("--worker-cpus", type=int, default=1, help="CPUs (torch threads) per Ray worker")
     r.add_argument("--results", default="results", help="raw results folder")
     r.add_argument("--leaderboards", default="leaderboards", help="leaderboard folder")
     r.set_defaults(func=cmd_run)
@@ -239,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--tol", action="append", default=[], metavar="METRIC=VALUE", help="as for compare")
     g.add_argument("--out", default="results/regress", help="run folders, leaderboards and compare.md")
     g.set_defaults(func=cmd_regress)
+
+    sm = sub.add_parser("summary", help="rebuild the headline tables (<task>-summary) from run folders")
+    sm.add_argument("runs", nargs="+", help="run folders, e.g. results/*-synthetic-*")
+    sm.add_argument("--leaderboards", default="leaderboards", help="leaderboard folder")
+    sm.set_defaults(func=cmd_summary)
 
     ls = sub.add_parser("list", help="list registered models, attacks, datasets, suites, metrics")
     ls.add_argument("what", nargs="?", choices=["models", "attacks", "datasets", "suites", "metrics"])

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
 from benchmark import defense_report, plots
 from benchmark.metrics import HIGHER_IS_BETTER, METRICS
@@ -216,8 +217,20 @@ def _replaced(old: pd.DataFrame, new: pd.DataFrame, key: list[str]) -> list[bool
 
 def update(directory: Path, task: str, new: pd.DataFrame, table_suffix: str | None = None) -> Path:
     """Upsert ``new`` into ``<directory>/<task>.csv`` (``<task>-<table_suffix>.csv``: a suite's own table)
-    and re-render its Markdown; return the CSV path."""
+    and re-render its Markdown; return the CSV path. Runs writing the same table take turns: each holds
+    the table's lock from reading it to writing it, so no run's rows are lost to another's write."""
     name = task if table_suffix is None else f"{task}-{table_suffix}"
+    with table_lock(directory, name):
+        return _update(directory, task, name, new)
+
+
+def table_lock(directory: Path, name: str) -> FileLock:
+    """The lock a writer of table ``name`` holds from reading it to writing it (``.<name>.lock``, not committed)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return FileLock(directory / f".{name}.lock")
+
+
+def _update(directory: Path, task: str, name: str, new: pd.DataFrame) -> Path:
     path = directory / f"{name}.csv"
     table = upsert(path, new)
     table = (table.assign(_attacked=table.attack != "none")

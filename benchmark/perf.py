@@ -1,5 +1,5 @@
 """Performance benchmarks, each printing ratios measured in one run: ``python -m benchmark.perf [zoo] [pgd]
-[overhead] [allocator]`` (``make perf``).
+[overhead] [allocator] [ray]`` (``make perf``).
 
 ``pgd``: the time of one gradient step of PGD through torchattacks and through ART on the pinned
 jldcf-tiny (16 synthetic test images at 64 px, rgbd, eps 8/255), against the floor: one forward and
@@ -13,6 +13,10 @@ per-cell record (``cell_seconds`` against ``attack_seconds``) on a small suite. 
 ``allocator``: one forward and input backward of each tiny saliency model with glibc's default malloc
 thresholds against ``keep_freed_memory`` (which ``python -m benchmark`` and the tests set), each in fresh
 processes.
+
+``ray``: one grid on jldcf-tiny by the local loop and by 2 Ray workers of one torch thread each
+(``--workers 2``), wall time from empty results folders (Ray's start and the workers' loading
+included), and whether the two tables are the same. Target: >= 1.7x on 2 cores.
 
 ``zoo``: our ZOO (attacks/zoo.py) against ART's ``ZooAttack`` (both Chen et al. 2017, arXiv:1708.03999)
 at the same query budget per image, on a small CNN trained here in seconds on scikit-learn's bundled
@@ -300,6 +304,52 @@ def bench_overhead() -> None:
     print(f"all cells: {1 - attack / total:.1%} of {total:.1f} s is not attack compute (target <= 10%)")
 
 
+RAY_SUITE = """
+dataset: synthetic
+batch_size: 8
+seed: 0
+limit: 16
+cells:
+  - {attack: none}
+  - {attack: fgsm, eps: 8/255, modality: [rgb, depth, rgbd]}
+  - {attack: pgd, eps: [4/255, 8/255], modality: [rgb, depth, rgbd], steps: 10}
+  - {attack: none, defense: {name: median, window: 3, modality: rgbd}}
+  - {attack: pgd, eps: 8/255, modality: rgbd, steps: 10, defense: {name: median, window: 3, modality: rgbd},
+     eval: [oblivious, adaptive]}
+"""
+
+
+def bench_ray(workers: int = 2) -> None:
+    """The same grid on jldcf-tiny by the local loop (torch's default threads) and by ``workers`` Ray workers
+    of one thread each, from empty results folders: wall time including Ray's start and the workers' model
+    loading, and whether the two tables agree."""
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from benchmark.runner import RunConfig, run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        suite = Path(tmp) / "ray.yaml"
+        suite.write_text(RAY_SUITE)
+        seconds, tables = {}, {}
+        for name, n in (("local", 0), ("ray", workers)):
+            t0 = time.perf_counter()
+            run(RunConfig(model="jldcf", suite=str(suite), workers=n, results_dir=Path(tmp) / name / "results",
+                          leaderboard_dir=Path(tmp) / name / "leaderboards"))
+            seconds[name] = time.perf_counter() - t0
+            tables[name] = pd.read_csv(Path(tmp) / name / "leaderboards" / "saliency.csv").drop(
+                columns=["commit", "defense_ms"])  # which code and how long the defense took: not results
+    numbers = tables["local"].select_dtypes("number").columns
+    diff = (tables["local"][numbers] - tables["ray"][numbers]).abs().max().max()
+    same = tables["local"].drop(columns=numbers).equals(tables["ray"].drop(columns=numbers))
+    print(f"\n{len(tables['local'])} cells on jldcf-tiny, 16 images: local loop ({torch.get_num_threads()} torch "
+          f"threads) {seconds['local']:.1f} s, {workers} Ray workers (1 thread each) {seconds['ray']:.1f} s: "
+          f"x{seconds['local'] / seconds['ray']:.2f} (target >= 1.7 with 2 workers on 2 cores)")
+    print(f"tables: keys {'identical' if same else 'DIFFER'}, max |difference| of the numbers {diff:.2g}")
+
+
 ALLOCATOR_CHILD = """
 import sys, time, torch
 from benchmark.allocator import keep_freed_memory
@@ -346,7 +396,8 @@ def bench_allocator(rounds: int = 3) -> None:
         print(f"{name:<12} default {1000 * default:6.1f} ms   kept {1000 * kept:6.1f} ms   x{kept / default:.2f}")
 
 
-BENCHMARKS = {"zoo": bench_zoo, "pgd": bench_pgd, "overhead": bench_overhead, "allocator": bench_allocator}
+BENCHMARKS = {"zoo": bench_zoo, "pgd": bench_pgd, "overhead": bench_overhead, "allocator": bench_allocator,
+              "ray": bench_ray}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from benchmark.leaderboard import POISONING_KEY, commit_label, upsert  # noqa: E402
+from benchmark.leaderboard import POISONING_KEY, commit_label, table_lock, upsert  # noqa: E402
 from benchmark.results import atomic_write_text  # noqa: E402
 from defenses.training import TRAINING_DEFENSES  # noqa: E402
 
@@ -92,7 +92,12 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 def update(directory: Path, new: pd.DataFrame, figure: Path | None = None) -> Path:
     """Upsert ``new`` into ``<directory>/poisoning.csv``, re-render the Markdown (with SafeCLIP's
-    ``figure``, copied next to it); return the CSV path."""
+    ``figure``, copied next to it); return the CSV path. Holds the table's lock (as ``leaderboard.update``)."""
+    with table_lock(directory, NAME):
+        return _update(directory, new, figure)
+
+
+def _update(directory: Path, new: pd.DataFrame, figure: Path | None) -> Path:
     path = directory / f"{NAME}.csv"
     table = upsert(path, new, POISONING_KEY).sort_values(POISONING_KEY).reset_index(drop=True).round(6)
     atomic_write_text(path, table.to_csv(index=False, float_format="%.6f"))

@@ -12,6 +12,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -23,9 +24,10 @@ from tqdm import tqdm
 from attacks import ATTACKS
 from attacks.base import as_output
 from attacks.queries import QueryCounter
-from benchmark import leaderboard, plots
+from benchmark import headline, leaderboard, plots
 from benchmark.checks import ModelTampered, check_budget, model_fingerprint
 from benchmark.data import has_train_split, load_dataset
+from benchmark.executors import executor_for
 from benchmark.metrics.bootstrap import mean_ci
 from benchmark.metrics.patch import mask_counts, mask_scores
 from benchmark.provenance import code_state, device_info, git_state, library_versions, sha256_json
@@ -48,6 +50,8 @@ class RunConfig:
     surrogate_ckpts: dict[str, str] | None = None  # transfer cells: surrogate name -> checkpoint (else tiny)
     invert_depth: bool = False  # the folder dataset stores depth near = dark
     reuse_cells: bool = False  # resume with cells computed by other code (they keep their own commit)
+    workers: int = 0  # Ray workers running the cells (0: the local loop in this process)
+    worker_cpus: int = 1  # CPUs (torch threads) each Ray worker declares and uses
     results_dir: Path = Path("results")
     leaderboard_dir: Path = Path("leaderboards")
 
@@ -312,6 +316,78 @@ def patch_galleries(suite: Suite, store: RunStore, model: torch.nn.Module, task:
             shutil.copyfile(path, figures / f"{name}-{cell.defense['name']}.png")
 
 
+def crafting_groups(cells: list[Cell]) -> list[list[Cell]]:
+    """``cells`` grouped by their crafting (an attack's undefended and oblivious cells share it, see
+    :func:`run_cell`), groups in order of their crafting id: the units of work an executor hands out."""
+    groups: dict[str, list[Cell]] = {}
+    for c in sorted(cells, key=lambda c: c.crafting.id):
+        groups.setdefault(c.crafting.id, []).append(c)
+    return list(groups.values())
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """What a worker needs to run cells of one (model, dataset) run; plain data, sent to Ray workers."""
+
+    cfg: RunConfig
+    suite: Suite  # bound to the dataset
+    dataset: str
+    store: Path  # the run folder: shared by every worker
+    code: dict[str, Any]  # the driver's code state, stored with each cell
+    cwd: str  # the driver's working directory, where the config's relative paths start
+
+
+class CellRunner:
+    """Runs cells of a :class:`CellJob`: the model, the dataset's batches and the transfer surrogates are
+    loaded once (by the driver for the local loop, once per Ray worker) and serve every cell handed to it."""
+
+    def __init__(self, job: CellJob, model: torch.nn.Module | None = None, task: Any = None, dataset: Any = None):
+        """``model``, ``task`` and ``dataset``: the driver's, prepared; else loaded here as the driver loads them."""
+        cfg = job.cfg
+        self.job, self.device = job, torch.device(cfg.device)
+        if model is None:
+            model = resolve_model(cfg.model, cfg.ckpt, cfg.model_args).model.to(self.device).eval().requires_grad_(False)
+            dataset = load_dataset(job.dataset, "test", cfg.data_root, cfg.invert_depth)
+            task = TASKS[model.task]()
+            task.prepare(model, dataset)
+        self.model, self.task, self.dataset = model, task, dataset
+        n = len(dataset) if job.suite.limit is None else min(job.suite.limit, len(dataset))
+        self.samples = [dataset[i] for i in range(n)]
+        self.batches = make_batches(self.task, model, self.samples, n, job.suite.batch_size, self.device)
+        self.fingerprint = model_fingerprint(model)
+        self.store = RunStore(job.store)
+        self.surrogates: dict[str, ResolvedModel] = {}
+        self.crafted: dict[tuple[str, int], Crafted] = {}  # undefended crafting, shared with the oblivious cells
+
+    def surrogate(self, name: str) -> ResolvedModel:
+        if name not in self.surrogates:
+            sur = resolve_model(name, (self.job.cfg.surrogate_ckpts or {}).get(name))
+            sur.model.to(self.device).eval().requires_grad_(False)
+            self.task.prepare(sur.model, self.dataset)
+            self.surrogates[name] = sur
+        return self.surrogates[name]
+
+    def run(self, cells: list[Cell]) -> int:
+        """Run and store ``cells`` (one crafting group); return how many."""
+        job, model, task, n = self.job, self.model, self.task, len(self.samples)
+        for cell in cells:
+            crafter, extra = model, {}
+            if cell.surrogate is not None:
+                sur = self.surrogate(cell.surrogate)
+                crafter, extra = sur.model, {"surrogate_model": sur.name, "surrogate_checkpoint": sur.checkpoint,
+                                             "surrogate_checkpoint_sha256": sur.checkpoint_sha256}
+            universal = None
+            if hasattr(ATTACKS[cell.attack], "fit"):
+                fit_on = defended_models(cell, model, crafter, task)[1]
+                universal = fit_universal(cell.crafting, fit_on, task, job.suite, self.store, job.cfg, self.dataset,
+                                          model, self.device)
+            batches = (self.batches if cell.images is None or cell.images >= n
+                       else make_batches(task, model, self.samples, cell.images, job.suite.batch_size, self.device))
+            run_cell(cell, model, task, batches, job.suite, self.fingerprint, self.store, crafter, universal, extra,
+                     job.code, self.crafted)
+        return len(cells)
+
+
 def check_cells(suite: Suite, task: Any, datasets: tuple[str, ...]) -> None:
     """Every cell run on ``datasets`` has an attack that works on the task (an attack without ``tasks``
     works on all of them)."""
@@ -392,34 +468,14 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
         print(f"[bench] {len(stale)} finished cells were computed by other code (commit, uncommitted changes or "
               f"library versions): recomputing them (--reuse-cells keeps them)", file=sys.stderr)
     todo = [c for c in suite.cells if not store.is_done(c.id) or (c in stale and not cfg.reuse_cells)]
-    # the oblivious cells of each attack right after one another, sharing its crafting (see run_cell)
-    todo.sort(key=lambda c: c.crafting.id)
     done = len(suite.cells) - len(todo)
     print(f"[bench] {run_id}: {len(suite.cells)} cells, {done} already done, {n} images", file=sys.stderr)
     if todo:
-        samples = [dataset[i] for i in range(n)]
-        all_batches = make_batches(task, model, samples, n, suite.batch_size, device)
-        fingerprint = model_fingerprint(model)
-        surrogates: dict[str, ResolvedModel] = {}
-        crafted: dict[tuple[str, int], Crafted] = {}  # undefended crafting, shared with the oblivious cells
-        for cell in tqdm(todo, desc=f"bench {resolved.name}", unit="cell"):
-            crafter, extra = model, {}
-            if cell.surrogate is not None:
-                if cell.surrogate not in surrogates:
-                    sur = resolve_model(cell.surrogate, (cfg.surrogate_ckpts or {}).get(cell.surrogate))
-                    sur.model.to(device).eval().requires_grad_(False)
-                    task.prepare(sur.model, dataset)
-                    surrogates[cell.surrogate] = sur
-                sur = surrogates[cell.surrogate]
-                crafter, extra = sur.model, {"surrogate_model": sur.name, "surrogate_checkpoint": sur.checkpoint,
-                                             "surrogate_checkpoint_sha256": sur.checkpoint_sha256}
-            universal = None
-            if hasattr(ATTACKS[cell.attack], "fit"):
-                fit_on = defended_models(cell, model, crafter, task)[1]
-                universal = fit_universal(cell.crafting, fit_on, task, suite, store, cfg, dataset, model, device)
-            cell_batches = (all_batches if cell.images is None or cell.images >= n
-                            else make_batches(task, model, samples, cell.images, suite.batch_size, device))
-            run_cell(cell, model, task, cell_batches, suite, fingerprint, store, crafter, universal, extra, code, crafted)
+        job = CellJob(cfg, suite, dataset_name, store.root.absolute(), code, str(Path.cwd()))
+        local = partial(CellRunner, job, model, task, dataset)
+        with tqdm(total=len(todo), desc=f"bench {resolved.name}", unit="cell") as bar:
+            for finished in executor_for(cfg).run(job, crafting_groups(todo), local):
+                bar.update(finished)
 
     summaries = [store.summary(c.id) for c in suite.cells]
     cell_records = {c.id: store.records(c.id) for c in suite.cells}  # read once
@@ -449,6 +505,7 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
     figures = cfg.leaderboard_dir / f"{task.name}-{suite.leaderboard}-figures" if suite.leaderboard else None
     patch_galleries(suite, store, model, task, resolved.name, figures)  # before the table that links them
     table = leaderboard.update(cfg.leaderboard_dir, task.name, rows, suite.leaderboard)
+    headline.update(cfg.leaderboard_dir, headline.run_rows(store.root))
     plots.robustness_curves(rows[rows.defense == "none"], store.root / "robustness.png", title=f"{resolved.name} on {dataset_name}",
                             metric=task.metrics[0])
     print(f"[bench] results: {store.root}\n[bench] leaderboard: {table}", file=sys.stderr)

@@ -1,0 +1,85 @@
+"""Where a run's cells execute: the local loop in this process, or Ray workers (``--workers N``).
+
+The runner plans a (model, dataset) run as groups of cells (one attack's crafting each, see
+``runner.crafting_groups``) and hands them to an executor. Each Ray worker is an actor that loads the
+model, the dataset's batches and the surrogates once, then runs the groups it is given and writes each
+finished cell into the shared run folder, atomically, as the local loop does: a killed run resumes from
+the cells on disk either way. Seeds come from (suite seed, cell, batch), so the order in which workers
+finish changes no number.
+
+Ray on one machine: ``--workers N`` starts a local instance with N x ``worker_cpus`` CPUs. On a cluster
+started with ``ray start``: set ``RAY_ADDRESS`` (Ray reads it); every node must see the results folder
+at the same path and run the same checkout.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
+
+import torch
+
+if TYPE_CHECKING:
+    from benchmark.runner import Cell, CellJob, CellRunner, RunConfig
+
+
+class Executor(Protocol):
+    def run(self, job: CellJob, groups: list[list[Cell]], local: Callable[[], CellRunner]) -> Iterator[int]:
+        """Run every group of ``job``; yield the number of cells of each group as it finishes. ``local()``:
+        a runner on the driver's loaded model, for an executor that runs cells in this process."""
+
+
+class LocalExecutor:
+    """The groups one after another in this process, on the driver's loaded model."""
+
+    def run(self, job: CellJob, groups: list[list[Cell]], local: Callable[[], CellRunner]) -> Iterator[int]:
+        runner = local()
+        for cells in groups:
+            yield runner.run(cells)
+
+
+class _Worker:
+    """A Ray actor: one :class:`CellRunner` with ``threads`` torch threads, as the driver set up torch."""
+
+    def __init__(self, job: CellJob, threads: int, deterministic: bool):
+        from benchmark.allocator import keep_freed_memory
+        from benchmark.runner import CellRunner
+
+        keep_freed_memory()
+        os.chdir(job.cwd)  # the driver's relative paths (checkpoint cache, data, --ckpt) mean the same here
+        torch.set_num_threads(threads)
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.runner = CellRunner(job)
+
+    def run(self, cells: list[Cell]) -> int:
+        return self.runner.run(cells)
+
+
+class RayExecutor:
+    """``workers`` Ray actors, each declaring ``cpus`` CPUs (its torch threads) and, on a CUDA device, one GPU;
+    groups go to whichever actor is free."""
+
+    def __init__(self, workers: int, cpus: int = 1):
+        self.workers, self.cpus = workers, cpus
+
+    def run(self, job: CellJob, groups: list[list[Cell]], local: Callable[[], CellRunner]) -> Iterator[int]:
+        import ray
+        from ray.util import ActorPool
+
+        if not ray.is_initialized():
+            # RAY_ADDRESS: join that cluster; else a local instance sized for the workers
+            local_instance = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": self.workers * self.cpus}
+            ray.init(**local_instance, include_dashboard=False, log_to_driver=False)
+        gpus = 1 if torch.device(job.cfg.device).type == "cuda" else 0
+        actor = ray.remote(num_cpus=self.cpus, num_gpus=gpus)(_Worker)
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        actors = [actor.remote(job, self.cpus, deterministic) for _ in range(min(self.workers, len(groups)))]
+        try:
+            yield from ActorPool(actors).map_unordered(lambda worker, cells: worker.run.remote(cells), groups)
+        finally:
+            for a in actors:  # their models and batches go with them
+                ray.kill(a)
+
+
+def executor_for(cfg: RunConfig) -> Executor:
+    return RayExecutor(cfg.workers, cfg.worker_cpus) if cfg.workers > 0 else LocalExecutor()
