@@ -11,7 +11,7 @@ BASE   ?= HEAD~1
 RUN    := $(PY) -m benchmark run $(if $(WORKERS),--workers $(WORKERS))
 MODELS ?= jldcf bbsnet d3net
 
-.PHONY: bench poison transfer defenses patch-defenses test compare regress list train perf venv clean
+.PHONY: bench poison transfer defenses patch-defenses test compare regress report browser list train perf venv clean
 
 $(PY): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,16 @@ compare: $(PY)
 regress: $(PY)
 	$(PY) -m benchmark regress $(BASE) $(HEAD) --suite $(or $(SUITE),regression) --device $(DEVICE) \
 		$(if $(filter command line environment,$(origin MODELS)),--models "$(MODELS)") $(ARGS)
+
+# the self-contained HTML report of leaderboards/ and results/ -> leaderboards/index.html
+report: $(PY)
+	$(PY) -m benchmark report $(ARGS)
+
+# a Chromium for the report's browser test: Debian's package (apt-get, as root) unless one is there (GitHub's
+# runners have google-chrome); `make test` skips that test without one
+browser:
+	command -v chromium >/dev/null || command -v google-chrome >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium)
 
 list: $(PY)
 	$(PY) -m benchmark list

@@ -74,6 +74,13 @@ def cmd_summary(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(a: argparse.Namespace) -> int:
+    from benchmark.report import build
+
+    print(f"[report] {build(Path(a.leaderboards), Path(a.results), Path(a.out) if a.out else None)}", file=sys.stderr)
+    return 0
+
+
 def _seeds(text: str) -> tuple[int, ...]:
     """``N``: seeds 0..N-1; a comma-separated list (``5,`` for the one seed 5): those seeds."""
     try:
@@ -263,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     sm.add_argument("runs", nargs="+", help="run folders, e.g. results/*-synthetic-*")
     sm.add_argument("--leaderboards", default="leaderboards", help="leaderboard folder")
     sm.set_defaults(func=cmd_summary)
+
+    rp = sub.add_parser("report", help="write the self-contained HTML report (leaderboards/index.html)")
+    rp.add_argument("--leaderboards", default="leaderboards", help="leaderboard folder")
+    rp.add_argument("--results", default="results", help="raw results folder (curves and galleries)")
+    rp.add_argument("--out", help="HTML file (default: <leaderboards>/index.html)")
+    rp.set_defaults(func=cmd_report)
 
     ls = sub.add_parser("list", help="list registered models, attacks, datasets, suites, metrics")
     ls.add_argument("what", nargs="?", choices=["models", "attacks", "datasets", "suites", "metrics"])

@@ -75,7 +75,8 @@ class RunStore:
         return (self.cells / cell_id / "summary.json").is_file()
 
     def write_cell(self, cell_id: str, summary: dict[str, Any], records: list[dict[str, Any]],
-                   curves: dict[str, np.ndarray], adversarial: dict[str, np.ndarray] | None = None) -> None:
+                   curves: dict[str, np.ndarray], adversarial: dict[str, np.ndarray] | None = None,
+                   gallery: dict[str, np.ndarray] | None = None) -> None:
         self.cells.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.cells, prefix=f".{cell_id}."))
         try:
@@ -85,6 +86,8 @@ class RunStore:
                 np.savez_compressed(tmp / "curves.npz", **curves)
             if adversarial is not None:
                 np.savez_compressed(tmp / "adversarial.npz", **adversarial)
+            if gallery is not None:
+                np.savez_compressed(tmp / "gallery.npz", **gallery)
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
             final = self.cells / cell_id
             if final.exists():
@@ -114,6 +117,10 @@ class RunStore:
     def adversarial(self, cell_id: str) -> dict[str, np.ndarray]:
         """A cell's stored adversarial inputs (names, 8-bit rgb, 16-bit depth, bool patch mask); {} if none."""
         return self._arrays(cell_id, "adversarial")
+
+    def gallery(self, cell_id: str) -> dict[str, np.ndarray]:
+        """A cell's first images as scored (the report's gallery: ``task.gallery``); {} if none."""
+        return self._arrays(cell_id, "gallery")
 
     def universal_path(self, cell_id: str) -> Path:
         return self.root / "universal" / f"{cell_id}.pt"

@@ -91,6 +91,7 @@ def stack_curves(curves: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.array([c[k] for c in curves]) for k in curves[0]} if curves else {}
 
 
+GALLERY_IMAGES = 4  # the first images of every cell, stored for the report (and the patch-defense figures)
 # per-image numbers averaged into the summary (certified: the share of clean images a defense certifies)
 INFO = ("queries", "success", "l0", "patch_area", "patch_side", "certified")
 # minimum-norm attacks: the median size of the perturbations found (inf: none); a defense's ms per image
@@ -186,7 +187,7 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
         params["universal"] = universal
     craft_id = cell.crafting.id
     shared = crafted is not None and cell.eval != "adaptive"  # crafting that never sees a defense
-    records, curves, adversarial, seconds = [], [], [], 0.0
+    records, curves, adversarial, seconds, gallery = [], [], [], 0.0, None
     nopatch: dict[str, list] = {"adversarial": [], "clean": []}  # (scalars, curves) with the patch excluded
     if shared:  # keep one cell's crafting at a time
         for key in [k for k in crafted if k[0] != craft_id]:
@@ -212,6 +213,8 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
             per_image["certified"] = scored.certified(logits.query, b.target).float()  # the query it scored
         if mask is not None and getattr(scored, "defense_mask", None) is not None:  # where it located the patch
             per_image.update(mask_counts(scored.defense_mask.cpu().numpy(), mask.cpu().numpy()))
+        if bi == 0:  # a few examples for the report's gallery
+            gallery = task.gallery(rgb, depth, logits, b, GALLERY_IMAGES)
         for i, (scores, image_curves) in enumerate(task.score(scored, logits, b)):
             records.append({"image": b.names[i], "seed": seed, **scores,
                             **{k: float(v[i]) for k, v in per_image.items()}})
@@ -240,7 +243,7 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
                "cell_seconds": round(time.perf_counter() - started, 3),  # all of it but storing the cell
                "code": code or code_state(), **extra}
     arrays = {k: np.concatenate([a[k] for a in adversarial]) for k in adversarial[0]} if adversarial else None
-    store.write_cell(cell.id, summary, records, stack_curves(curves), adversarial=arrays)
+    store.write_cell(cell.id, summary, records, stack_curves(curves), adversarial=arrays, gallery=gallery)
     return summary
 
 
@@ -279,9 +282,6 @@ def fit_universal(cell: Cell, crafter: torch.nn.Module, task: Any, suite: Suite,
                                           "eps": cell.threat.space_eps, "modality": cell.threat.space_modality,
                                           "fit_dataset": fit_name, "fit_images": n, "seed": seed})
     return pert
-
-
-GALLERY_IMAGES = 4
 
 
 def patch_galleries(suite: Suite, store: RunStore, model: torch.nn.Module, task: Any, name: str,

@@ -138,6 +138,14 @@ class ClassificationTask:
         query = rgb if rgb is not None else depth
         return Prediction(model(query), query)
 
+    def gallery(self, rgb: Tensor | None, depth: Tensor | None, scored: Prediction, batch: LabelledBatch,
+                k: int) -> dict[str, np.ndarray]:
+        """The first ``k`` images of a scored batch as the report shows them: the (attacked) 8-bit query, the
+        predicted and the true class index."""
+        query = scored.query[:k].detach().float().clamp(0, 1).permute(0, 2, 3, 1)
+        return {"names": np.array(batch.names[:k]), "query": (query * 255).round().byte().cpu().numpy(),
+                "pred": scored.logits[:k].argmax(1).cpu().numpy(), "label": batch.target[:k].cpu().numpy()}
+
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """(N,) cross-entropy, what gradient attacks maximise."""
         return F.cross_entropy(logits, target, reduction="none")

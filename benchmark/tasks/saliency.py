@@ -129,6 +129,15 @@ class SaliencyTask:
         """The scored logits of ``batch``'s (possibly attacked) ``rgb`` and ``depth``."""
         return model(rgb, depth, **gt_size_kwargs(model, batch.gt_sizes))
 
+    def gallery(self, rgb: Tensor, depth: Tensor, logits: Tensor, batch: Batch, k: int) -> dict[str, np.ndarray]:
+        """The first ``k`` images of a scored batch as the report shows them, in 8 bits: the (attacked)
+        inputs, the predicted map and the GT at the network resolution."""
+        def u8(x: Tensor) -> np.ndarray:
+            return (x[:k].detach().float().clamp(0, 1) * 255).round().byte().cpu().numpy()
+
+        return {"names": np.array(batch.names[:k]), "rgb": u8(rgb.permute(0, 2, 3, 1)), "depth": u8(depth[:, 0]),
+                "pred": u8(torch.sigmoid(logits)[:, 0]), "gt": u8(batch.target[:, 0])}
+
     def defended(self, model: nn.Module, defense: Defense, cell: Cell) -> nn.Module:
         """``model`` behind ``defense``, itself a saliency model."""
         return DefendedModel(model, defense)
