@@ -74,11 +74,18 @@ class RayExecutor:
         actor = ray.remote(num_cpus=self.cpus, num_gpus=gpus)(_Worker)
         deterministic = torch.are_deterministic_algorithms_enabled()
         actors = [actor.remote(job, self.cpus, deterministic) for _ in range(min(self.workers, len(groups)))]
+        longest_first = sorted(groups, key=lambda cells: -sum(work(c) for c in cells))  # fewer idle workers at the end
         try:
-            yield from ActorPool(actors).map_unordered(lambda worker, cells: worker.run.remote(cells), groups)
+            yield from ActorPool(actors).map_unordered(lambda worker, cells: worker.run.remote(cells), longest_first)
         finally:
             for a in actors:  # their models and batches go with them
                 ray.kill(a)
+
+
+def work(cell: Cell) -> float:
+    """A rough cost of a cell, to hand out the long ones first: its gradient steps (or iterations), times
+    its EOT draws."""
+    return (cell.attack != "none") * max(cell.threat.steps, 1) * int(cell.params.get("eot", 1)) + 1
 
 
 def executor_for(cfg: RunConfig) -> Executor:
