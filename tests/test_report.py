@@ -37,7 +37,7 @@ def test_report_is_self_contained_with_headline_tables_and_galleries(report):
     page = path.read_text()
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched at view time
     assert 'id="saliency-summary"' in page and 'id="saliency-jldcf-tiny"' in page
-    images = re.findall(r'<img src="data:image/png;base64,', page)
+    images = re.findall(r'<img src="data:image/(?:png|jpeg);base64,', page)
     # the run's robustness curves and one gallery per cell (4 cells)
     assert len(images) >= 1 + 4
     assert "pgd rgbd linf 8/255 steps 20" in page
