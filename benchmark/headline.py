@@ -21,7 +21,7 @@ import pandas as pd
 
 from benchmark.leaderboard import commit_label, params_label, table_lock
 from benchmark.metrics.bootstrap import mean_ci
-from benchmark.provenance import sha256_json
+from benchmark.provenance import stable_seed
 from benchmark.results import RunStore, atomic_write_text
 from benchmark.suite import defense_label, fmt_eps
 
@@ -53,7 +53,12 @@ def _within(spec: dict[str, Any], eps: float) -> bool:
 
 
 def _ci(values: np.ndarray, *seed: object) -> tuple[float, float, float]:
-    return (float(values.mean()), *mean_ci(values, int(sha256_json(list(map(str, seed)))[:8], 16)))
+    return (float(values.mean()), *mean_ci(values, stable_seed(*seed)))
+
+
+def with_interval(value: float, low: float, high: float) -> str:
+    """A score and its 95% interval as the tables show them: ``0.577 [0.459, 0.677]``."""
+    return f"{value:.3f}" if pd.isna(low) else f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def task_of(store: RunStore, specs: list[dict[str, Any]]) -> str | None:
@@ -113,8 +118,7 @@ def to_markdown(table: pd.DataFrame, task: str) -> str:
             f"robust {metric}", f"worst case {metric}", "attacks", "threat", "standard attack", "commit"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k, r in enumerate(table.itertuples(index=False), 1):
-        scores = [f"{getattr(r, s):.3f} [{getattr(r, s + '_low'):.3f}, {getattr(r, s + '_high'):.3f}]"
-                  for s in SCORES]
+        scores = [with_interval(getattr(r, s), getattr(r, s + "_low"), getattr(r, s + "_high")) for s in SCORES]
         lines.append("| " + " | ".join(map(str, [k, r.model, r.checkpoint, r.dataset, r.defense, r.suite, r.n_images,
                                                   *scores, r.attacks, r.threat, r.standard, r.commit])) + " |")
     return "\n".join(lines) + "\n"

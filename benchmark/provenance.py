@@ -75,6 +75,11 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def stable_seed(*parts: object) -> int:
+    """A 32-bit seed from a hash of ``parts``: the same on every machine and run."""
+    return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+
+
 def sha256_json(obj: object) -> str:
     import json
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()

@@ -13,13 +13,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from benchmark.headline import SCORES, with_interval
 from benchmark.leaderboard import read_table
 from benchmark.metrics import METRICS
 from benchmark.results import RunStore, atomic_write_text
@@ -88,18 +88,13 @@ def html_table(df: pd.DataFrame, table_id: str) -> str:
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
-def _with_ci(df: pd.DataFrame, metric: str, low: str, high: str) -> pd.Series:
-    return df.apply(lambda r: f"{r[metric]:.3f} [{r[low]:.3f}, {r[high]:.3f}]" if pd.notna(r.get(low)) else
-                    f"{r[metric]:.3f}", axis=1)
-
-
 def headline_section(directory: Path) -> str:
     parts = []
     for path in sorted(directory.glob("*-summary.csv")):
         df = pd.read_csv(path, keep_default_na=False)
         shown = df[["model", "checkpoint", "dataset", "defense", "suite", "n_images"]].copy()
-        for s in ("clean", "robust", "worst"):
-            shown[s] = _with_ci(df, s, f"{s}_low", f"{s}_high")
+        for s in SCORES:
+            shown[s] = [with_interval(*v) for v in df[[s, f"{s}_low", f"{s}_high"]].itertuples(index=False)]
         shown["attacks"], shown["threat"] = df.attacks, df.threat
         shown.insert(0, "rank", range(1, len(df) + 1))
         parts.append(f"<h3>{html.escape(path.stem)}</h3>" + html_table(shown, path.stem))
@@ -175,21 +170,19 @@ def gallery_figure(clean: dict[str, np.ndarray], cell: dict[str, np.ndarray], ma
     """One cell's first images: saliency, clean RGB | attacked RGB | 10x |difference| | attacked depth | GT |
     clean map | attacked map (| true patch mask); classification, clean | attacked | 10x |difference| with
     the predicted and true class."""
-    rows, caption = [], _cell_title(spec)
+    rows, caption, image = [], _cell_title(spec), "query" if "query" in cell else "rgb"
     for i in range(min(GALLERY_ROWS, len(cell["names"]))):
-        if "query" in cell:
-            a, b = clean["query"][i], cell["query"][i]
-            diff = np.clip(np.abs(b.astype(int) - a.astype(int)) * 10, 0, 255).astype(np.uint8)
+        a, b = clean[image][i], cell[image][i]
+        diff = np.clip(np.abs(b.astype(int) - a.astype(int)) * 10, 0, 255).astype(np.uint8)
+        if image == "query":
             rows.append(_strip([a, b, diff]))
             caption += f"; {cell['names'][i]}: true {cell['label'][i]}, predicted {clean['pred'][i]} -> {cell['pred'][i]}"
         else:
-            a, b = clean["rgb"][i], cell["rgb"][i]
-            diff = np.clip(np.abs(b.astype(int) - a.astype(int)) * 10, 0, 255).astype(np.uint8)
             images = [a, b, diff, cell["depth"][i], cell["gt"][i], clean["pred"][i], cell["pred"][i]]
             if mask is not None:
                 images.append(mask[i].astype(np.uint8) * 255)
             rows.append(_strip(images))
-    columns = ("clean | attacked | 10x difference" if "query" in cell else
+    columns = ("clean | attacked | 10x difference" if image == "query" else
                "clean RGB | attacked RGB | 10x difference | attacked depth | GT | clean map | attacked map"
                + (" | true patch mask" if mask is not None else ""))
     return figure(jpeg_uri(np.concatenate(rows, 0)), f"{caption} ({columns})")
@@ -199,7 +192,7 @@ def runs_section(results: Path) -> str:
     parts = []
     for root in sorted(p.parent for p in results.glob("*/manifest.json")):
         store = RunStore(root)
-        manifest = json.loads((root / "manifest.json").read_text())
+        manifest = store.manifest()
         cells = [c for c in manifest["cells"] if store.is_done(c["id"])]
         clean = next((store.gallery(c["id"]) for c in cells if c["attack"] == "none" and not c.get("defense")), {})
         items = []

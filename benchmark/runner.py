@@ -6,7 +6,6 @@ numbers do not depend on which other cells ran before it.
 """
 from __future__ import annotations
 
-import hashlib
 import random
 import shutil
 import sys
@@ -30,7 +29,7 @@ from benchmark.data import has_train_split, load_dataset
 from benchmark.executors import executor_for
 from benchmark.metrics.bootstrap import mean_ci
 from benchmark.metrics.patch import mask_counts, mask_scores
-from benchmark.provenance import code_state, device_info, git_state, library_versions, sha256_json
+from benchmark.provenance import code_state, device_info, git_state, library_versions, sha256_json, stable_seed
 from benchmark.results import RunStore
 from benchmark.suite import Cell, Suite, load_suite
 from benchmark.tasks import TASKS
@@ -54,11 +53,6 @@ class RunConfig:
     worker_cpus: int = 1  # CPUs (torch threads) each Ray worker declares and uses
     results_dir: Path = Path("results")
     leaderboard_dir: Path = Path("leaderboards")
-
-
-def stable_seed(*parts: object) -> int:
-    """A 32-bit seed from a hash of ``parts``: the same on every machine and run."""
-    return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
 def seed_everything(*parts: object) -> int:
