@@ -6,9 +6,11 @@ from .autoattack import StandardAutoAttack
 from .base import CLASSIFICATION, Attack, AttackOutput, NoAttack
 from .cw import CarliniWagnerL2
 from .jsma import JSMA
+from .natural import NaturalAdversary
 from .patch import PatchAttack, UniversalPatch
 from .threat import MODALITIES, AttackSpace, ThreatModel
 from .torchattacks_backend import TorchattacksAttack
+from .advgan import AdvGAN
 from .uap import UniversalPerturbation
 from .zoo import ZOO
 
@@ -50,6 +52,8 @@ ATTACKS: dict[str, Attack] = {
     "jsma": JSMA(),  # sparse, L0
     "cw": CarliniWagnerL2(),
     "uap": UniversalPerturbation(),  # fitted once on the train split
+    "advgan": AdvGAN(),  # a perturbation generator, trained once on the train split; one forward pass per image
+    "natural": NaturalAdversary(),  # unrestricted: a GAN's latent space near the input's inversion
     "patch": PatchAttack(),  # adversarial patch (area budget), one per image
     "upatch": UniversalPatch(),  # one patch for the dataset, fitted once on the train split
     "art-patch": ARTPatch(),  # ART's AdversarialPatchPyTorch, classifiers only

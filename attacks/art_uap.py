@@ -4,13 +4,16 @@ for classifiers.
 
 ART's algorithm: passes over the data (at most ``threat.steps``, fewer once a fraction 1 - ``delta`` of
 the images is fooled), in random order; for each image the current noise does not fool, an inner attack
-(``attacker``, here FGSM) on image + noise, and if that fools the model, noise <- Proj_eps(adv - image).
+(``attacker``) on image + noise, and if that fools the model, noise <- Proj_eps(adv - image). With
+``attacker: deepfool`` this is the paper's Algorithm 1: the inner step is DeepFool's minimal L2 step to
+the nearest decision boundary (overshoot 0.02, as the paper's), accumulated and projected; the default
+inner FGSM steps by ``threat.step_size`` in the cell's norm (ART's default of 0.3 would replace the
+noise by one image's own step each time).
 
 ART fits on arrays, not on batches, so :meth:`ARTUniversalPerturbation.fit` concatenates the train
 split's views once and fits on all of them, and every test batch then gets that same perturbation:
 x_adv = clip(x + noise, 0, 1). Running ART per test batch, as its ``generate`` does, would fit a new
-"universal" perturbation to each batch with its test labels. The inner FGSM steps by ``threat.step_size``
-in the cell's norm (ART's default of 0.3 would replace the noise by one image's own step each time).
+"universal" perturbation to each batch with its test labels.
 """
 from __future__ import annotations
 
@@ -53,7 +56,8 @@ class ARTUniversalPerturbation:
                                       nb_classes=nb_classes, clip_values=(0.0, 1.0),
                                       device_type="gpu" if u0.is_cuda else "cpu")
         norm = ART_NORMS[threat.norm]
-        inner = {"eps": threat.step_size, "norm": norm, **(attacker_params or {})}
+        stepped = {"eps": threat.step_size, "norm": norm}  # for the inner attacks that step by eps in a norm
+        inner = {**({"epsilon": 0.02, "verbose": False} if attacker == "deepfool" else stepped), **(attacker_params or {})}
         attack = UniversalPerturbation(estimator, attacker=attacker, attacker_params=inner, delta=delta,
                                        max_iter=threat.steps, eps=threat.space_eps, norm=norm, batch_size=len(u0),
                                        verbose=False)

@@ -8,9 +8,9 @@ batch's own size N (it fills in the unattacked modality per image); where it has
 that gives the view for a batch whose row j is a copy of image ``index[j]``, for querying many copies
 at once.
 
-A *universal* attack (one perturbation or patch for a whole dataset) also has
-``fit(views, threat, task, **params) -> Tensor`` and ``universal_kind`` ("perturbation" or "patch",
-for how it is saved): it is fitted once on the train split, where ``views()`` (called once per epoch)
+A *universal* attack (one perturbation or patch for a whole dataset, or a generator of perturbations:
+AdvGAN) also has ``fit(views, threat, task, **params) -> Tensor | state_dict`` and ``universal_kind``
+("perturbation", "patch" or "generator", for how it is saved): it is fitted once on the train split, where ``views()`` (called once per epoch)
 yields ``(dense, u0, target, names)`` per batch, and the result is passed to every call as
 ``universal=``.
 

@@ -13,10 +13,13 @@ E > 0 whenever any attacked budget is. Because ``eps_c >= E`` every valid ``x_c 
 ``u_c in [0,1]``; the wrapper clamps ``x`` back to [0,1], so the library's clipping never leaves the
 budget. For L2 the budget is the joint norm ``||(delta_rgb * E/eps_rgb, delta_depth * E/eps_depth)||_2 <= E``.
 
-Two budgets are not pixel-value balls, and their attack space is the identity (u = x):
+Three budgets are not pixel-value balls, and their attack space is the identity (u = x):
 ``l0`` (eps = the fraction of pixel positions an attack may change, any channel of the attacked
-modality counting once) and ``patch`` (eps = the patch area as a fraction of the image; the pixels
-inside the patch may take any value in [0,1], none outside may change). A black-box attack's query
+modality counting once), ``patch`` (eps = the patch area as a fraction of the image; the pixels
+inside the patch may take any value in [0,1], none outside may change) and ``latent``, the
+*unrestricted* budget of natural adversarial examples (eps = the L2 distance in a generator's latent
+space from the input's inversion; the pixels may change anywhere, by any amount: such rows report the
+latent and the pixel distances they used, and are never read as Lp-bounded). A black-box attack's query
 budget per image, ``queries``, is part of the threat model too.
 """
 from __future__ import annotations
@@ -28,8 +31,8 @@ import torch
 from torch import Tensor
 
 Modality = Literal["rgb", "depth", "rgbd"]
-Norm = Literal["linf", "l2", "l0", "patch"]
-NORMS: tuple[Norm, ...] = ("linf", "l2", "l0", "patch")
+Norm = Literal["linf", "l2", "l0", "patch", "latent"]
+NORMS: tuple[Norm, ...] = ("linf", "l2", "l0", "patch", "latent")
 MODALITIES: tuple[Modality, ...] = ("rgb", "depth", "rgbd")
 
 
@@ -48,8 +51,10 @@ class ThreatModel:
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise ValueError(f"unknown norm {self.norm!r}; use one of {NORMS}")
-        if not self.pixel_norm and (self.eps_depth is not None or not 0 <= self.eps <= 1):
+        if self.norm in ("l0", "patch") and (self.eps_depth is not None or not 0 <= self.eps <= 1):
             raise ValueError(f"{self.norm} budget: eps is a fraction in [0,1] of the image; eps_depth does not apply")
+        if self.norm == "latent" and self.eps_depth is not None:
+            raise ValueError("latent budget: eps is a distance in the generator's latent space; eps_depth does not apply")
         if self.queries is not None and self.queries < 1:
             raise ValueError("queries must be >= 1")
         if self.modality not in MODALITIES:

@@ -8,7 +8,8 @@ Shafahi et al. 2020, "Universal Adversarial Training", arXiv:1811.11304):
 delta <- Proj_eps(delta + alpha * sign(grad_delta mean_batch L)) (L-inf) or a normalised-gradient
 step (L2), ``epochs`` passes. At test time x_adv = clip(x + delta, 0, 1): nothing is optimised per
 image. The original algorithm's inner DeepFool step needs class decision boundaries, which a dense
-map does not have; the gradient formulation works for both tasks.
+map does not have; the gradient formulation works for both tasks (the original, for classifiers:
+``art-uap`` with ``attacker: deepfool``, art_uap.py).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .base import check_norm
 from .threat import ThreatModel
 
 
-def _project(delta: Tensor, threat: ThreatModel) -> Tensor:
+def project_to_ball(delta: Tensor, threat: ThreatModel) -> Tensor:
     e = threat.space_eps
     if threat.norm == "linf":
         return delta.clamp(-e, e)
@@ -46,7 +47,7 @@ class UniversalPerturbation:
                 loss = task.loss(dense((u0 + d).clamp(0, 1)), target).mean()
                 (g,) = torch.autograd.grad(loss, d)
                 step = g.sign() if threat.norm == "linf" else g / g.norm().clamp_min(1e-12)
-                delta = _project(delta + threat.step_size * step, threat)
+                delta = project_to_ball(delta + threat.step_size * step, threat)
         if delta is None:
             raise ValueError("universal perturbation: the training split yielded no batches")
         return delta

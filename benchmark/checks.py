@@ -67,11 +67,16 @@ def _region_excess(changed: Tensor, threat: ThreatModel, mask: Tensor | None) ->
 
 
 def _excess(n: dict[str, Tensor], changed: Tensor, threat: ThreatModel, mask: Tensor | None,
-            scored: list[str]) -> Tensor:
+            scored: list[str], latent: Tensor | None) -> Tensor:
     """Per image, how far the perturbation of the ``scored`` modalities exceeds the budget (> 0 is a
-    violation): L-inf per modality, the joint rescaled L2 ball, or the l0 / patch region."""
+    violation): L-inf per modality, the joint rescaled L2 ball, the l0 / patch region, or the latent
+    distance the attack reports."""
     if not scored:
         return torch.zeros(changed.shape[0], device=changed.device)
+    if threat.norm == "latent":
+        if latent is None:
+            raise BudgetViolation("an unrestricted (latent) attack must report its latent distance per image")
+        return latent.to(changed.device) - threat.eps * (1 + L2_RELATIVE_TOLERANCE)
     if threat.norm == "linf":
         return torch.stack([n[f"linf_{m}"] - threat.budget(m) for m in scored]).amax(0)
     if not threat.pixel_norm:
@@ -82,10 +87,12 @@ def _excess(n: dict[str, Tensor], changed: Tensor, threat: ThreatModel, mask: Te
 
 
 def check_budget(names: list[str], rgb0: Tensor | None, depth0: Tensor | None, rgb: Tensor | None,
-                 depth: Tensor | None, threat: ThreatModel, mask: Tensor | None = None) -> dict[str, Tensor]:
+                 depth: Tensor | None, threat: ThreatModel, mask: Tensor | None = None,
+                 latent: Tensor | None = None) -> dict[str, Tensor]:
     """Raise :class:`BudgetViolation` naming the image if any perturbation leaves the threat model.
     A modality the model does not take is None. ``mask`` (N,1,H,W) bool: a patch attack's patch pixels,
-    the only ones it may change. Non-finite inputs are a violation; a modality with a zero budget (not
+    the only ones it may change; ``latent`` (N,): an unrestricted attack's latent distance per image,
+    which its budget bounds. Non-finite inputs are a violation; a modality with a zero budget (not
     attacked, or ``eps_depth: 0``) must be exactly unchanged, bit for bit."""
     present = _present(rgb0, depth0, rgb, depth)
     for m, (_, b) in present.items():
@@ -107,7 +114,7 @@ def check_budget(names: list[str], rgb0: Tensor | None, depth0: Tensor | None, r
             i = bad[0]
             raise BudgetViolation(f"image {names[i]}: {m} has a zero budget but changed by up to "
                                   f"{n[f'linf_{m}'][i].item():.3g} (threat {threat.to_dict()})")
-    excess = _excess(n, changed, threat, mask, [m for m in present if m not in frozen])
+    excess = _excess(n, changed, threat, mask, [m for m in present if m not in frozen], latent)
     bad = (excess > TOLERANCE).nonzero().flatten().tolist()
     if bad:
         i = bad[0]

@@ -49,14 +49,15 @@ from defenses import DEFENSES
 TOLERANCE = 0.01  # a flag needs the unexpected order by more than this
 UNBOUNDED_MARGIN = 0.05
 BLACK_BOX = ("art-square", "square", "zoo", "art-zoo", "art-hsj")
-TRAINED_SUFFIXES = ("-at", "-tecoa")  # adversarially fine-tuned variants (benchmark/training/adversarial.py)
+# variants fine-tuned as a defense: adversarially (benchmark/training/adversarial.py), on masked images (cutout.py)
+TRAINED_SUFFIXES = ("-at", "-tecoa", "-cutout")
 SETTING = ["attack", "norm", "eps", "eps_depth", "modality", "steps", "surrogate"]
 GROUP = ["model", "checkpoint", "model_args", "dataset", "n_images"]
 LOCALISATION = ["SmIoU", "NmIoU", "mask_precision", "mask_recall"]
 
 
 def base_model(model: str) -> str:
-    """The model an adversarially trained variant was fine-tuned from (itself for any other model)."""
+    """The model a defensively fine-tuned variant was fine-tuned from (itself for any other model)."""
     return next((model.removesuffix(s) for s in TRAINED_SUFFIXES if model.endswith(s)), model)
 
 
@@ -102,7 +103,7 @@ def defense_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def trained_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Each adversarially trained variant (``<base>-at``, ``<base>-tecoa``; no input defense) against its base, per
+    """Each defensively fine-tuned variant (``<base>-at``, ``<base>-tecoa``, ``<base>-cutout``; no input defense) against its base, per
     setting both were scored on (the clean cell included)."""
     plain = table[(table.defense == "none") & (table["eval"] == "-")]
     out = []
@@ -263,7 +264,7 @@ def render(table: pd.DataFrame, task: str, metric: str, plot: Path) -> str:
         lines.append(f"![robust vs clean]({plot.name})\n")
         plots.defense_tradeoff(top, plot, metric, title=_setting(top.iloc[0]))
     lines.append("## Across models: mean / min\n")
-    lines.append("Over the models without adversarial training (those are compared with their base below).\n")
+    lines.append("Over the models without defensive fine-tuning (those are compared with their base below).\n")
     lines += ["| defense | setting | models | clean | robust | adaptive | oblivious | gap | recovery | ASR |", "|" + "---|" * 10]
     agg = rows[rows.model.map(base_model) == rows.model].groupby(["defense", *SETTING], sort=True)
     for (defense, *_), g in agg:
@@ -276,7 +277,7 @@ def render(table: pd.DataFrame, task: str, metric: str, plot: Path) -> str:
     lines += _best_patch_defenses(rows) + _localisation(localisation_rows(table))
     trained = trained_rows(table, metric)
     if not trained.empty:
-        lines += ["## Adversarially trained variants against their base\n",
+        lines += ["## Defensively fine-tuned variants against their base\n",
                   "| model | base | dataset | images | setting | base | trained | change |", "|" + "---|" * 8]
         for _, r in trained.iterrows():
             setting = "clean" if r.attack == "none" else _setting(r)

@@ -18,11 +18,13 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock
 
+from attacks.ensemble import ensemble_members
 from benchmark import defense_report, plots
 from benchmark.metrics import HIGHER_IS_BETTER, METRICS
 from benchmark.metrics.masked import DEFINITION as MASKED_DEFINITION
 from benchmark.results import atomic_write_text
 from benchmark.suite import defense_label, fmt_eps
+from models import same_model
 
 KEY = ["model", "checkpoint", "model_args", "dataset", "n_images", "defense", "eval", "attack", "modality", "norm", "eps",
        "eps_depth", "steps", "rel_step", "queries", "surrogate", "surrogate_checkpoint", "params", "seed", "batch_size"]
@@ -159,7 +161,8 @@ def to_markdown(df: pd.DataFrame, metrics: tuple[str, ...]) -> str:
         optional = [c for c in ("defense", "eval", "params", "surrogate") if c in g and (~g[c].isin(["-", "none"])).any()]
         optional += [c for c in ("rel_step", "seed", "batch_size") if c in g and g[c].astype(str).nunique() > 1]
         optional += ["commit"] if len(commits) > 1 else []
-        extra = [c for c in ("queries", "queries_used", "l0", "patch_side", "patch_area", "found_norm", "S_nopatch")
+        extra = [c for c in ("queries", "queries_used", "l0", "patch_side", "patch_area", "found_norm",
+                             "latent_distance", "pixel_l2", "pixel_linf", "S_nopatch")
                  if c in g and g[c].notna().any()]
         extra = (["n_images"] if "n_images" in g and g.n_images.nunique() > 1 else []) + extra
         shown = [m for m in metrics if m in g and g[m].notna().any()]  # e.g. ITM only for models with a matching head
@@ -201,8 +204,35 @@ def _write_transfer(directory: Path, table_name: str, task: str, table: pd.DataF
                   "|" + "---|" * (len(m.columns) + 1)]
         lines += ["| " + " | ".join([str(sur), *(_fmt(metric, v) for v in r)]) + " |" for sur, r in m.iterrows()]
         lines.append("")
+    lines += _leave_one_out(matrices, metric)
     atomic_write_text(directory / f"{table_name}-transfer.md", "\n".join(lines))
     plots.transfer_heatmaps(matrices, directory / f"{table_name}-transfer.png", metric)
+
+
+def _leave_one_out(matrices: dict[str, pd.DataFrame], metric: str) -> list[str]:
+    """Per target: each ensemble of other models (attacks/ensemble.py) against the single surrogates among
+    its members: the strongest of them and their mean."""
+    lines = []
+    stronger = min if HIGHER_IS_BETTER.get(metric, True) else max
+    for name, m in matrices.items():
+        rows = []
+        for target in m.columns:
+            for ens in (s for s in m.index if len(ensemble_members(s)) > 1):
+                members = ensemble_members(ens)
+                singles = m.loc[[s for s in members if s in m.index], target].dropna()
+                if any(same_model(s, target) for s in members) or np.isnan(m.loc[ens, target]) or singles.empty:
+                    continue
+                best = stronger(singles.index, key=lambda s: singles[s])
+                rows.append(f"| {target} | {ens} | {_fmt(metric, m.loc[ens, target])} | {best} "
+                            f"({_fmt(metric, singles[best])}) | {_fmt(metric, singles.mean())} | "
+                            f"{_fmt(metric, m.loc['clean', target])} |")
+        if rows:
+            lines += [f"## Leave-one-out ensembles: {name}\n",
+                      f"{metric} of each target under inputs crafted on an ensemble of other models (their logits "
+                      "averaged), against the same models as single surrogates.\n",
+                      f"| target | ensemble | {metric} | strongest single member | mean over members | clean |",
+                      "|" + "---|" * 6, *rows, ""]
+    return lines
 
 
 def _replaced(old: pd.DataFrame, new: pd.DataFrame, key: list[str]) -> list[bool]:

@@ -6,8 +6,8 @@ attacks, ``adversarial.npz`` (every adversarial image with its true patch mask, 
 defenses later). It is written under a temporary name and renamed into place, so a killed run leaves
 no half-written cell and a rerun skips exactly the finished ones.
 
-A universal attack's fitted perturbation or patch is kept in ``universal/<cell>.pt`` (exact), with a
-PNG rendering of each modality and a JSON of its metadata.
+A universal attack's fitted perturbation or patch (or AdvGAN's generator) is kept in
+``universal/<cell>.pt`` (exact), with a PNG rendering of each modality and a JSON of its metadata.
 """
 from __future__ import annotations
 
@@ -125,16 +125,21 @@ class RunStore:
     def universal_path(self, cell_id: str) -> Path:
         return self.root / "universal" / f"{cell_id}.pt"
 
-    def load_universal(self, cell_id: str) -> Tensor | None:
+    def load_universal(self, cell_id: str) -> Tensor | dict[str, Tensor] | None:
         path = self.universal_path(cell_id)
         return torch.load(path, weights_only=True) if path.is_file() else None
 
-    def write_universal(self, cell_id: str, pert: Tensor, meta: dict[str, Any]) -> None:
-        """Save a fitted universal perturbation (C,H,W): ``.pt`` last, so its presence means complete.
-        PNGs: the RGB channels (when attacked) and the depth channel, as 8-bit images; a perturbation
-        that is a difference (UAP) is shown about mid-grey, 0.5 + delta / (2 eps)."""
+    def write_universal(self, cell_id: str, pert: Tensor | dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Save a fitted universal perturbation (C,H,W), or a fitted network's state_dict (AdvGAN's
+        generator): ``.pt`` last, so its presence means complete. PNGs of a perturbation: the RGB channels
+        (when attacked) and the depth channel, as 8-bit images; a perturbation that is a difference (UAP)
+        is shown about mid-grey, 0.5 + delta / (2 eps)."""
         path = self.universal_path(cell_id)
         path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True, default=str))
+        if isinstance(pert, dict):
+            self._save_last(path, {k: v.detach().cpu() for k, v in pert.items()})
+            return
         shown = pert.detach().cpu().float()
         if meta.get("kind") == "perturbation":
             shown = 0.5 + shown / (2 * max(float(meta["eps"]), 1e-12))
@@ -144,8 +149,11 @@ class RunStore:
             channels["depth"] = img[..., -1]
         for name, a in channels.items():
             Image.fromarray(a).save(path.with_name(f"{cell_id}-{name}.png"))
-        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True, default=str))
+        self._save_last(path, pert.detach().cpu())
+
+    @staticmethod
+    def _save_last(path: Path, obj: Any) -> None:
         fd, tmp = _temporary_file(path)
         os.close(fd)
-        torch.save(pert.detach().cpu(), tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, path)

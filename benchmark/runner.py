@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from attacks import ATTACKS
 from attacks.base import as_output
+from attacks.ensemble import SEPARATOR, SurrogateEnsemble, ensemble_members
 from attacks.queries import QueryCounter
 from benchmark import headline, leaderboard, plots
 from benchmark.checks import ModelTampered, check_budget, model_fingerprint
@@ -35,6 +36,8 @@ from benchmark.suite import Cell, Suite, load_suite
 from benchmark.tasks import TASKS
 from benchmark.zoo import ResolvedModel, resolve_model, variant_checkpoint
 from defenses import ExpectationOverTransformation, build_defense
+from models import same_model
+from models.base import load_state_dict_file
 
 
 @dataclass
@@ -87,7 +90,9 @@ def stack_curves(curves: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 GALLERY_IMAGES = 4  # the first images of every cell, stored for the report (and the patch-defense figures)
 # per-image numbers averaged into the summary (certified: the share of clean images a defense certifies)
-INFO = ("queries", "success", "l0", "patch_area", "patch_side", "certified")
+# unrestricted (latent) attacks: the latent distance used and the pixel distances it came to
+INFO = ("queries", "success", "l0", "patch_area", "patch_side", "certified", "latent_distance", "pixel_l2",
+        "pixel_linf")
 # minimum-norm attacks: the median size of the perturbations found (inf: none); a defense's ms per image
 MEDIAN_INFO = ("found_norm", "defense_ms")
 
@@ -155,18 +160,20 @@ def craft(cell: Cell, crafter: torch.nn.Module, task: Any, b: Any, seed: int, pa
     if isinstance(dense, QueryCounter):
         out.info["queries"] = dense.per_image(out.u)  # what the row claims is what the model answered
     rgb, depth = space.compose(out.u)
-    per_image = {**check_budget(b.names, b.rgb, b.depth, rgb, depth, cell.threat, out.mask), **out.info}
+    per_image = {**check_budget(b.names, b.rgb, b.depth, rgb, depth, cell.threat, out.mask,
+                                out.info.get("latent_distance")), **out.info}
     return Crafted(seed, rgb, depth, per_image, out.mask, seconds)
 
 
 def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], suite: Suite,
              fingerprint: str, store: RunStore, crafter: torch.nn.Module | None = None,
-             universal: Tensor | None = None, extra: dict[str, Any] | None = None,
+             fitted: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
              code: dict[str, Any] | None = None, crafted: dict[tuple[str, int], Crafted] | None = None
              ) -> dict[str, Any]:
     """Attack every batch (on ``crafter``, default the model itself, or as the cell's defense and eval
-    say: :func:`defended_models`), check, score, store the cell with the ``code`` state that computed it
-    (default: the current one). A patch attack's cell is scored twice: on the full map and with the
+    say: :func:`defended_models`; ``fitted``: what the attack gets besides the cell's params, a universal
+    attack's ``universal``, a trained attack network), check, score, store the cell with the ``code``
+    state that computed it (default: the current one). A patch attack's cell is scored twice: on the full map and with the
     patch pixels excluded. Neither the model nor a surrogate may change.
 
     Crafting that does not see a defense (undefended and oblivious cells) is seeded by the undefended
@@ -176,9 +183,7 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
     started = time.perf_counter()
     scored, crafter = defended_models(cell, model, model if crafter is None else crafter, task)
     crafter_fingerprint = fingerprint if crafter is model else model_fingerprint(crafter)
-    params = attack_params(cell)
-    if universal is not None:
-        params["universal"] = universal
+    params = {**attack_params(cell), **(fitted or {})}
     craft_id = cell.crafting.id
     shared = crafted is not None and cell.eval != "adaptive"  # crafting that never sees a defense
     records, curves, adversarial, seconds, gallery = [], [], [], 0.0, None
@@ -251,10 +256,12 @@ def _train_views(task: Any, crafter: torch.nn.Module, batches: list[Any], threat
 
 
 def fit_universal(cell: Cell, crafter: torch.nn.Module, task: Any, suite: Suite, store: RunStore, cfg: RunConfig,
-                  dataset: Any, model: torch.nn.Module, device: torch.device) -> Tensor:
-    """Fit (or load the cached) universal perturbation or patch of a cell on a training split, on batches
-    for the benchmarked ``model`` (its resolution and loader)."""
+                  dataset: Any, model: torch.nn.Module, device: torch.device) -> Tensor | dict[str, Tensor]:
+    """Fit (or load the cached) universal perturbation or patch of a cell, or its generator (AdvGAN), on a
+    training split, on batches for the benchmarked ``model`` (its resolution and loader)."""
     cached = store.load_universal(cell.id)
+    if isinstance(cached, dict):
+        return {k: v.to(device) for k, v in cached.items()}
     if cached is not None:
         return cached.to(device)
     fit_name = cell.params.get("fit_dataset", dataset.name)
@@ -268,13 +275,15 @@ def fit_universal(cell: Cell, crafter: torch.nn.Module, task: Any, suite: Suite,
     attack = ATTACKS[cell.attack]
     print(f"[bench] fitting universal {cell.attack} on {n} {fit_name} train images", file=sys.stderr)
     task.prepare(crafter, train)  # retrieval: the train split's labels index its own gallery
+    start = time.perf_counter()
     try:
         pert = attack.fit(_train_views(task, crafter, batches, cell.threat), cell.threat, task, **attack_params(cell))
     finally:
         task.prepare(crafter, dataset)
     store.write_universal(cell.id, pert, {"attack": cell.attack, "kind": attack.universal_kind, "cell": cell.spec(),
                                           "eps": cell.threat.space_eps, "modality": cell.threat.space_modality,
-                                          "fit_dataset": fit_name, "fit_images": n, "seed": seed})
+                                          "fit_dataset": fit_name, "fit_images": n, "seed": seed,
+                                          "fit_seconds": round(time.perf_counter() - start, 1)})
     return pert
 
 
@@ -354,7 +363,14 @@ class CellRunner:
         self.crafted: dict[tuple[str, int], Crafted] = {}  # undefended crafting, shared with the oblivious cells
 
     def surrogate(self, name: str) -> ResolvedModel:
-        if name not in self.surrogates:
+        """A transfer cell's surrogate, loaded once; ``a+b``: the ensemble of a and b (attacks/ensemble.py)."""
+        if name not in self.surrogates and len(ensemble_members(name)) > 1:
+            members = [self.surrogate(m) for m in ensemble_members(name)]
+            self.surrogates[name] = ResolvedModel(
+                SurrogateEnsemble([m.model for m in members]), SEPARATOR.join(m.name for m in members),
+                SEPARATOR.join(m.checkpoint for m in members),
+                SEPARATOR.join(m.checkpoint_path for m in members), sha256_json([m.checkpoint_sha256 for m in members]))
+        elif name not in self.surrogates:
             sur = resolve_model(name, (self.job.cfg.surrogate_ckpts or {}).get(name))
             sur.model.to(self.device).eval().requires_grad_(False)
             self.task.prepare(sur.model, self.dataset)
@@ -370,14 +386,19 @@ class CellRunner:
                 sur = self.surrogate(cell.surrogate)
                 crafter, extra = sur.model, {"surrogate_model": sur.name, "surrogate_checkpoint": sur.checkpoint,
                                              "surrogate_checkpoint_sha256": sur.checkpoint_sha256}
-            universal = None
-            if hasattr(ATTACKS[cell.attack], "fit"):
+            attack, fitted = ATTACKS[cell.attack], {}
+            if hasattr(attack, "fit"):
                 fit_on = defended_models(cell, model, crafter, task)[1]
-                universal = fit_universal(cell.crafting, fit_on, task, job.suite, self.store, job.cfg, self.dataset,
-                                          model, self.device)
+                fitted["universal"] = fit_universal(cell.crafting, fit_on, task, job.suite, self.store, job.cfg,
+                                                    self.dataset, model, self.device)
+            if hasattr(attack, "trained_networks"):  # an attack's own trained network (natural adversaries' GAN)
+                name = attack.trained_networks[task.name]
+                weights = variant_checkpoint(name)
+                fitted["network"] = attack.network(name, load_state_dict_file(weights.path)).to(self.device)
+                extra = {**extra, "attack_network": name, "attack_network_sha256": weights.sha256}
             batches = (self.batches if cell.images is None or cell.images >= n
                        else make_batches(task, model, self.samples, cell.images, job.suite.batch_size, self.device))
-            run_cell(cell, model, task, batches, job.suite, self.fingerprint, self.store, crafter, universal, extra,
+            run_cell(cell, model, task, batches, job.suite, self.fingerprint, self.store, crafter, fitted, extra,
                      job.code, self.crafted)
         return len(cells)
 
@@ -440,6 +461,12 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
             print(f"[bench] {resolved.name} has no built-in defense: skipping {len(builtin)} adaptive cells without "
                   f"a defense (they equal the plain white-box cells)", file=sys.stderr)
             cells = [c for c in cells if c not in builtin]
+    own = [c for c in cells if c.surrogate is not None and len(ensemble_members(c.surrogate)) > 1
+           and any(same_model(m, cfg.model) for m in ensemble_members(c.surrogate))]
+    if own:
+        print(f"[bench] skipping {len(own)} transfer cells whose surrogate ensemble includes {resolved.name} "
+              f"itself (not transfer; the diagonal's white-box cell is the single surrogate)", file=sys.stderr)
+        cells = [c for c in cells if c not in own]
     suite = replace(suite, cells=[task.bind(c, dataset) for c in cells])
 
     n = len(dataset) if suite.limit is None else min(suite.limit, len(dataset))

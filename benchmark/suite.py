@@ -12,7 +12,9 @@ from typing import Any
 import yaml
 
 from attacks import ATTACKS, ThreatModel
+from attacks.ensemble import ensemble_members
 from defenses import build_defense
+from models import MODELS
 
 SUITES_DIR = Path(__file__).parent / "suites"
 EXPANDED = ("eps", "eps_depth", "modality", "surrogate", "defense", "eval")
@@ -33,7 +35,7 @@ def defense_label(defense: dict[str, Any] | None) -> str:
 @dataclass(frozen=True)
 class Cell:
     """One benchmark cell: an attack under one threat model, crafted on the benchmarked model itself
-    (white-box) or on a ``surrogate`` model and transferred."""
+    (white-box) or on a ``surrogate`` model (or several joined by '+': an ensemble) and transferred."""
 
     attack: str
     threat: ThreatModel
@@ -117,6 +119,13 @@ def _expand(entry: dict[str, Any], where: str) -> list[Cell]:
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from e
         images = int(entry["images"]) if "images" in entry else None
+        surrogate = values.get("surrogate")
+        if surrogate is not None:
+            members = ensemble_members(str(surrogate))
+            unknown = [m for m in members if m not in MODELS]
+            if unknown or len(set(members)) < len(members):
+                raise ValueError(f"{where}: surrogate {surrogate!r}: a registered model, or several joined by '+' "
+                                 f"(each once){f'; unknown {unknown}' if unknown else ''}")
         datasets = entry.get("datasets")
         if datasets is not None and (not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets)):
             raise ValueError(f"{where}: 'datasets' is a list of dataset names, got {datasets!r}")
@@ -124,7 +133,7 @@ def _expand(entry: dict[str, Any], where: str) -> list[Cell]:
             defense, evaluation, params = _defense(name, values, dict(entry.get("params", {})))
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from e
-        cells.append(Cell(name, threat, params, values.get("surrogate"), images,
+        cells.append(Cell(name, threat, params, surrogate, images,
                           tuple(datasets) if datasets else None, defense, evaluation))
     return cells
 

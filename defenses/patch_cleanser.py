@@ -64,6 +64,10 @@ class PatchCleanser(Defense):
             raise ValueError(f"patch-cleanser: patch is an area fraction in (0, 1) and per_axis >= 1, got {patch}, {per_axis}")
         self.patch, self.per_axis, self.fill = patch, per_axis, fill
 
+    def masks(self, height: int, width: int) -> Tensor:
+        """(K, 1, H, W) bool: the mask set for an H x W image and a patch of ``patch`` of its area."""
+        return mask_set(height, width, max(1, math.floor(math.sqrt(self.patch * height * width))), self.per_axis)
+
     def forward(self, rgb: Tensor | None, depth: Tensor | None) -> DefenseOutput:
         raise TypeError("patch-cleanser wraps a classifier, it does not transform inputs: use wrap(model)")
 
@@ -85,9 +89,7 @@ class CleansedClassifier(ModelWrapper):
         self.defense_mask: Tensor | None = None
 
     def masks(self, x: Tensor) -> Tensor:
-        h, w = x.shape[-2:]
-        side = max(1, math.floor(math.sqrt(self.defense.patch * h * w)))
-        return mask_set(h, w, side, self.defense.per_axis).to(x.device)
+        return self.defense.masks(*x.shape[-2:]).to(x.device)
 
     def masked_logits(self, x: Tensor, keep: Tensor) -> Tensor:
         """(N, K, classes): the logits of every image under each of the K masks ``keep`` (K,1,H,W)."""

@@ -29,11 +29,18 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "clip": CLIPZeroShot,  # any open_clip architecture: arch=ViT-B-32 (or config=<open_clip JSON>)
     "clip-tiny": clip_tiny,  # models/configs/clip-tiny.json, trained on the embedded captioned shapes
     "clip-tiny-tecoa": clip_tiny,  # clip-tiny's image tower adversarially fine-tuned (TeCoA, benchmark/training)
+    "clip-tiny-cutout": clip_tiny,  # ... fine-tuned on PatchCleanser-masked images (benchmark/training/cutout.py)
     "rgbd-clip": RGBDCLIP,  # RGB and depth encoders, ITC + ITM; query=rgb|depth
 }
 
 # `make bench MODEL=jldcf` without a checkpoint trains and benchmarks this variant.
 TINY_VARIANT = {"jldcf": "jldcf-tiny", "bbsnet": "bbsnet-tiny", "d3net": "d3net-tiny"}
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two model names (``jldcf``, ``jldcf-tiny``) name the same model: `make bench` resolves a
+    name without a checkpoint to its tiny variant."""
+    return TINY_VARIANT.get(a, a) == TINY_VARIANT.get(b, b)
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
@@ -42,4 +49,4 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
-__all__ = ["MODELS", "TINY_VARIANT", "SaliencyModel", "build_model"]
+__all__ = ["MODELS", "TINY_VARIANT", "SaliencyModel", "build_model", "same_model"]

@@ -165,7 +165,9 @@ def test_the_runner_stores_what_the_counter_saw(digits_data, tmp_path, monkeypat
                         [_batch(x[:4], y[:4])], suite, runner.model_fingerprint(model), RunStore(tmp_path / "b"))
 
 
-def test_art_uap_is_fitted_once_on_train_data_and_applied_unchanged(digits_data):
+# deepfool: the paper's Algorithm 1; its minimal steps, projected, lower accuracy less here (0.953 -> 0.859)
+@pytest.mark.parametrize("attacker, drop", [("fgsm", 0.1), ("deepfool", 0.05)])
+def test_art_uap_is_fitted_once_on_train_data_and_applied_unchanged(digits_data, attacker, drop):
     model, x_train, y_train, x_test, y_test = digits_data
     threat = ThreatModel(eps=48 / 255, modality="rgb", steps=5)
     train = [_batch(x_train[i:i + 64], y_train[i:i + 64]) for i in range(0, 256, 64)]
@@ -181,7 +183,7 @@ def test_art_uap_is_fitted_once_on_train_data_and_applied_unchanged(digits_data)
     assert attack.universal_kind == "perturbation"
     np.random.seed(0)
     torch.manual_seed(0)
-    delta = attack.fit(views, threat, TASK)
+    delta = attack.fit(views, threat, TASK, attacker=attacker)
     assert len(seen) == len(train) and delta.shape == x_train.shape[1:]
     assert delta.abs().max() <= threat.space_eps + 1e-6 and delta.abs().max() > 0
     x, y = x_test[:128], y_test[:128]  # held-out images, never seen by the fit
@@ -194,7 +196,7 @@ def test_art_uap_is_fitted_once_on_train_data_and_applied_unchanged(digits_data)
     with torch.no_grad():
         clean = (model(x).argmax(1) == y).float().mean()
         attacked = (model(torch.cat(outputs)).argmax(1) == y).float().mean()
-    assert attacked < clean - 0.1, (clean, attacked)
+    assert attacked < clean - drop, (clean, attacked)
 
 
 def test_a_remembering_counter_answers_a_row_asked_again_without_forwarding_it():

@@ -18,7 +18,7 @@ cells:
   - {attack: uap, eps: [8/255], modality: [rgbd], steps: 1, params: {fit_images: 16, epochs: 4}}
   - {attack: jsma, norm: l0, eps: [0.01], modality: [rgb], steps: 2}
   - {attack: pgd, eps: [8/255], modality: [rgbd], steps: 2}
-  - {attack: pgd, eps: [8/255], modality: [rgbd], steps: 2, surrogate: [jldcf-tiny]}
+  - {attack: pgd, eps: [8/255], modality: [rgbd], steps: 2, surrogate: [jldcf-tiny, bbsnet, d3net, bbsnet+d3net, jldcf+d3net]}
   - {attack: zoo, eps: [8/255], modality: [rgbd], queries: 60, images: 4, params: {coords: 8}}
   - {attack: patch, norm: patch, eps: [0.04], modality: [rgb], steps: 2, params: {eot_samples: 1}}
 """
@@ -62,14 +62,22 @@ def test_leaderboard_has_l0_surrogate_and_transfer_matrix(own_run):
     clean = table[table.attack == "none"].S.item()
     jsma = table[table.attack == "jsma"].iloc[0]
     assert jsma.norm == "l0" and 0 < jsma.l0 <= 0.01 and jsma.S < clean
-    moved = table[table.surrogate != "-"]
+    moved = table[table.surrogate != "-"].set_index("surrogate")
     white_box = table[(table.attack == "pgd") & (table.surrogate == "-")].S.item()
-    assert moved.surrogate.tolist() == ["jldcf-tiny"] and moved.surrogate_checkpoint.item().startswith("jldcf-tiny-other")
+    # the ensemble with jldcf itself is skipped: not transfer
+    assert sorted(moved.index) == ["bbsnet-tiny", "bbsnet-tiny+d3net-tiny", "d3net-tiny", "jldcf-tiny"]
+    assert moved.surrogate_checkpoint["jldcf-tiny"].startswith("jldcf-tiny-other")
+    assert moved.surrogate_checkpoint["bbsnet-tiny+d3net-tiny"].count("+") == 1
     # crafted on other weights: it transfers (S drops) but less than the white-box attack on the target itself
-    assert white_box + 0.02 < moved.S.item() < clean, (white_box, moved.S.item(), clean)
+    for surrogate in moved.index:
+        assert white_box + 0.02 < moved.S[surrogate] < clean, (surrogate, white_box, moved.S[surrogate], clean)
     assert table[table.attack == "uap"].S.item() < clean
     md = (tmp / "leaderboards" / "saliency-transfer.md").read_text()
     assert "| jldcf-tiny |" in md and (tmp / "leaderboards" / "saliency-transfer.png").stat().st_size > 1000
+    loo = md.split("## Leave-one-out ensembles")[1]
+    strongest = "bbsnet-tiny" if moved.S["bbsnet-tiny"] < moved.S["d3net-tiny"] else "d3net-tiny"
+    ensemble = moved.S["bbsnet-tiny+d3net-tiny"]
+    assert f"| jldcf-tiny | bbsnet-tiny+d3net-tiny | {ensemble:.3f} | {strongest} " in loo
 
 
 def test_surrogate_of_another_input_size_sees_its_own_resolution(toy_model):

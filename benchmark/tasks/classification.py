@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attacks.ensemble import MeanLogits, SurrogateEnsemble
 from attacks.threat import AttackSpace, ThreatModel
 from benchmark.data.labelled import LabelledBatch, make_labelled_batch
 from benchmark.metrics import CLASSIFICATION_METRICS
@@ -132,6 +133,8 @@ class ClassificationTask:
 
     def attacked_model(self, model: nn.Module, space: AttackSpace, batch: LabelledBatch | None = None) -> nn.Module:
         """The classifier on the composed query; ``batch`` is not needed (labels have no size)."""
+        if isinstance(model, SurrogateEnsemble):
+            return MeanLogits([self.attacked_model(m, space, batch) for m in model.members])
         return ClassifierView(model, space)
 
     def forward(self, model: nn.Module, rgb: Tensor | None, depth: Tensor | None, batch: LabelledBatch) -> Prediction:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attacks.ensemble import MeanLogits, SurrogateEnsemble
 from attacks.threat import AttackSpace, ThreatModel
 from benchmark.data import Batch, Sample, make_batch
 from benchmark.metrics import SALIENCY_METRICS
@@ -147,6 +148,8 @@ class SaliencyTask:
 
     def attacked_model(self, model: nn.Module, space: AttackSpace, batch: Batch | None = None) -> nn.Module:
         """The view attacks call; ``batch`` (the one ``space`` was built from) gives the GT sizes."""
+        if isinstance(model, SurrogateEnsemble):
+            return MeanLogits([self.attacked_model(m, space, batch) for m in model.members])
         return AttackSpaceModel(model, space, None if batch is None else batch.gt_sizes)
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:

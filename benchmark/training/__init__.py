@@ -12,6 +12,8 @@ from .adversarial import RECIPES as ADVERSARIAL_RECIPES
 from .adversarial import TECOA_RECIPES, train_adversarial, train_tecoa
 from .clip import RECIPES as CLIP_RECIPES
 from .clip import train_clip
+from .cutout import RECIPES as CUTOUT_RECIPES
+from .cutout import train_cutout
 from .rgbd_clip import RECIPES as RGBD_CLIP_RECIPES
 from .rgbd_clip import train_rgbd_clip
 from .saliency import RECIPES as SALIENCY_RECIPES
@@ -24,6 +26,7 @@ TRAINERS: dict[str, tuple[Any, Callable[..., dict[str, float]]]] = {
     **{name: (recipe, train_adversarial) for name, recipe in ADVERSARIAL_RECIPES.items()},  # PGD-AT
     **{name: (recipe, train_clip) for name, recipe in CLIP_RECIPES.items()},
     **{name: (recipe, train_tecoa) for name, recipe in TECOA_RECIPES.items()},  # TeCoA
+    **{name: (recipe, train_cutout) for name, recipe in CUTOUT_RECIPES.items()},  # masked, for PatchCleanser
     **{name: (recipe, train_rgbd_clip) for name, recipe in RGBD_CLIP_RECIPES.items()},
     **{name: (recipe, train_segmenter) for name, recipe in SEGMENTER_RECIPES.items()},  # a defense's network
 }

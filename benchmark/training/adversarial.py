@@ -17,24 +17,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from tqdm import tqdm
 
 from attacks import ATTACKS, AttackSpace, ThreatModel
-from benchmark.data.shapes import CLASSES, CaptionedShapes
 from benchmark.data.shapes import GENERATOR_VERSION as SHAPES_VERSION
 from benchmark.results import save_trained
 from benchmark.tasks.classification import ClassificationTask
 from benchmark.tasks.saliency import SaliencyTask
 from benchmark.training.clip import RECIPES as CLIP_RECIPES
-from benchmark.training.clip import evaluate as evaluate_clip
-from benchmark.training.clip import shape_images
-from benchmark.training.recipe import HashedRecipe, descend, round_to_half
+from benchmark.training.clip import fine_tune_image_tower
+from benchmark.training.recipe import HashedRecipe
 from benchmark.training.saliency import RECIPES as BASE_RECIPES
 from benchmark.training.saliency import Recipe, evaluate, fit
 from models import SaliencyModel, build_model
-from models.clip import clip_tiny
+from models.clip import CLIPZeroShot
 
 if TYPE_CHECKING:
     from benchmark.zoo import ResolvedModel
@@ -135,40 +131,12 @@ def train_tecoa(name: str, out: Path, recipe: TeCoARecipe | None = None, device:
                 base: ResolvedModel | None = None) -> dict[str, float]:
     """Fine-tune the image tower of ``base`` (default: clip-tiny as `make bench` resolves it) with TeCoA on the
     captioned shapes' class labels; save the open_clip state_dict to ``out``; return its clean scores."""
-    from benchmark.zoo import resolve_model
-
     recipe = recipe or TECOA_RECIPES[name]
-    start = time.time()
-    base = base or resolve_model(recipe.base, cache=out.parent)
-    torch.manual_seed(recipe.seed)
-    np.random.seed(recipe.seed)
-    wrapper = clip_tiny()
-    wrapper.model.load_state_dict(base.model.model.state_dict())
-    wrapper.set_classes(CLASSES)  # the frozen text side: one prompt embedding per class
-    wrapper.to(device).requires_grad_(False)
-    wrapper.model.visual.requires_grad_(True)
-    x, _, labels = shape_images(CaptionedShapes("train", n=recipe.train_images))
     threat = ThreatModel(eps=recipe.eps, modality="rgb", steps=recipe.steps, rel_step=recipe.rel_step)
     task = ClassificationTask()
-    opt = torch.optim.AdamW(wrapper.model.visual.parameters(), lr=recipe.lr, weight_decay=0.0)
-    per_epoch = len(x) // recipe.batch_size
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs * per_epoch)
-    rng = np.random.default_rng(recipe.seed)
-    with tqdm(total=recipe.epochs * per_epoch, desc=f"train {name}", unit="step") as bar:
-        for _ in range(recipe.epochs):
-            order = torch.from_numpy(rng.permutation(len(x)))
-            for k in range(per_epoch):
-                idx = order[k * recipe.batch_size:(k + 1) * recipe.batch_size]
-                images, y = x[idx].to(device), labels[idx].to(device)
-                wrapper.eval()
-                adversarial, _ = pgd(task, wrapper, images, None, y, threat)
-                wrapper.train()
-                loss = F.cross_entropy(wrapper(adversarial), y)
-                descend(opt, sched, loss, bar)
-    wrapper.cpu().eval()
-    state = round_to_half(wrapper.model) if recipe.weights_dtype == "float16" else wrapper.model.state_dict()
-    scores = evaluate_clip(wrapper)
-    save_trained(out, state, {"model": name, "recipe": asdict(recipe), "base_checkpoint":
-                                                   base.checkpoint_sha256, "seconds": round(time.time() - start, 1),
-                                                   "test": scores})
-    return scores
+
+    def adversarial(model: CLIPZeroShot, images: Tensor, y: Tensor, rng: np.random.Generator) -> Tensor:
+        model.eval()  # the inner maximisation attacks the model as it is scored
+        return pgd(task, model, images, None, y, threat)[0]
+
+    return fine_tune_image_tower(name, out, recipe, base, adversarial, device)

@@ -13,10 +13,11 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from torch import Tensor
 from tqdm import tqdm
@@ -25,9 +26,12 @@ from benchmark.data.labelled import CaptionRetrieval
 from benchmark.data.shapes import CLASSES, GENERATOR_VERSION, CaptionedShapes
 from benchmark.results import save_trained
 from benchmark.tasks.classification import rank_of_label
-from benchmark.training.recipe import HashedRecipe, round_to_half
+from benchmark.training.recipe import HashedRecipe, descend, round_to_half
 from models.base import normalize
 from models.clip import CLIPZeroShot, clip_tiny
+
+if TYPE_CHECKING:
+    from benchmark.zoo import ResolvedModel
 
 MAX_SHIFT = 2
 
@@ -135,4 +139,49 @@ def train_clip(name: str, out: Path, recipe: CLIPRecipe, device: str = "cpu") ->
     scores = evaluate(wrapper)
     save_trained(out, state,
                  {"model": name, "recipe": asdict(recipe), "seconds": round(time.time() - start, 1), "test": scores})
+    return scores
+
+
+def fine_tune_image_tower(name: str, out: Path, recipe: HashedRecipe, base: ResolvedModel | None,
+                          inputs: Callable[[CLIPZeroShot, Tensor, Tensor, np.random.Generator], Tensor],
+                          device: str = "cpu") -> dict[str, float]:
+    """Fine-tune the image tower of ``base`` (default: the recipe's ``base`` variant as `make bench` resolves
+    it) with zero-shot cross-entropy against the frozen text tower's class prompt embeddings t_c,
+
+        min_theta E_(x, y) CE(s <f_theta(inputs(x)), t_c>_c, y),
+
+    where ``inputs(model, images, labels, rng)`` makes each train batch's training inputs (adversarial,
+    masked, ...; the model is put in train mode after it). AdamW without decay, cosine decay over
+    ``recipe.epochs`` of ``recipe.train_images`` captioned shapes; saves the open_clip state_dict to ``out``
+    (in float16 where ``recipe.weights_dtype`` says so) and returns the clean test scores."""
+    from benchmark.zoo import resolve_model  # the base is resolved like any model
+
+    start = time.time()
+    base = base or resolve_model(recipe.base, cache=out.parent)
+    torch.manual_seed(recipe.seed)
+    np.random.seed(recipe.seed)
+    wrapper = clip_tiny()
+    wrapper.model.load_state_dict(base.model.model.state_dict())
+    wrapper.set_classes(CLASSES)  # the frozen text side: one prompt embedding per class
+    wrapper.to(device).requires_grad_(False)
+    wrapper.model.visual.requires_grad_(True)
+    x, _, labels = shape_images(CaptionedShapes("train", n=recipe.train_images))
+    opt = torch.optim.AdamW(wrapper.model.visual.parameters(), lr=recipe.lr, weight_decay=0.0)
+    per_epoch = len(x) // recipe.batch_size
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs * per_epoch)
+    rng = np.random.default_rng(recipe.seed)
+    with tqdm(total=recipe.epochs * per_epoch, desc=f"train {name}", unit="step") as bar:
+        for _ in range(recipe.epochs):
+            order = torch.from_numpy(rng.permutation(len(x)))
+            for k in range(per_epoch):
+                idx = order[k * recipe.batch_size:(k + 1) * recipe.batch_size]
+                images, y = x[idx].to(device), labels[idx].to(device)
+                trained_on = inputs(wrapper, images, y, rng)
+                wrapper.train()
+                descend(opt, sched, F.cross_entropy(wrapper(trained_on), y), bar)
+    wrapper.cpu().eval()
+    state = round_to_half(wrapper.model) if recipe.weights_dtype == "float16" else wrapper.model.state_dict()
+    scores = evaluate(wrapper)
+    save_trained(out, state, {"model": name, "recipe": asdict(recipe), "base_checkpoint": base.checkpoint_sha256,
+                              "seconds": round(time.time() - start, 1), "test": scores})
     return scores
