@@ -57,7 +57,8 @@ class ARTUniversalPerturbation:
                                       device_type="gpu" if u0.is_cuda else "cpu")
         norm = ART_NORMS[threat.norm]
         stepped = {"eps": threat.step_size, "norm": norm}  # for the inner attacks that step by eps in a norm
-        inner = {**({"epsilon": 0.02, "verbose": False} if attacker == "deepfool" else stepped), **(attacker_params or {})}
+        own = {"epsilon": 0.02, "verbose": False} if attacker == "deepfool" else stepped  # 0.02: the paper's overshoot
+        inner = {**own, **(attacker_params or {})}
         attack = UniversalPerturbation(estimator, attacker=attacker, attacker_params=inner, delta=delta,
                                        max_iter=threat.steps, eps=threat.space_eps, norm=norm, batch_size=len(u0),
                                        verbose=False)

@@ -21,12 +21,19 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from models import same_model
+
 SEPARATOR = "+"
 
 
 def ensemble_members(surrogate: str) -> list[str]:
     """The model names of a cell's ``surrogate`` (one for a single surrogate)."""
     return surrogate.split(SEPARATOR)
+
+
+def includes(surrogate: str, model: str) -> bool:
+    """Whether an ensemble ``surrogate`` has ``model`` among its members (then it is not transfer to it)."""
+    return len(ensemble_members(surrogate)) > 1 and any(same_model(m, model) for m in ensemble_members(surrogate))
 
 
 class SurrogateEnsemble(nn.Module):

@@ -18,13 +18,12 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock
 
-from attacks.ensemble import ensemble_members
+from attacks.ensemble import ensemble_members, includes
 from benchmark import defense_report, plots
 from benchmark.metrics import HIGHER_IS_BETTER, METRICS
 from benchmark.metrics.masked import DEFINITION as MASKED_DEFINITION
 from benchmark.results import atomic_write_text
 from benchmark.suite import defense_label, fmt_eps
-from models import same_model
 
 KEY = ["model", "checkpoint", "model_args", "dataset", "n_images", "defense", "eval", "attack", "modality", "norm", "eps",
        "eps_depth", "steps", "rel_step", "queries", "surrogate", "surrogate_checkpoint", "params", "seed", "batch_size"]
@@ -220,7 +219,7 @@ def _leave_one_out(matrices: dict[str, pd.DataFrame], metric: str) -> list[str]:
             for ens in (s for s in m.index if len(ensemble_members(s)) > 1):
                 members = ensemble_members(ens)
                 singles = m.loc[[s for s in members if s in m.index], target].dropna()
-                if any(same_model(s, target) for s in members) or np.isnan(m.loc[ens, target]) or singles.empty:
+                if includes(ens, target) or np.isnan(m.loc[ens, target]) or singles.empty:
                     continue
                 best = stronger(singles.index, key=lambda s: singles[s])
                 rows.append(f"| {target} | {ens} | {_fmt(metric, m.loc[ens, target])} | {best} "

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from attacks import ATTACKS
 from attacks.base import as_output
-from attacks.ensemble import SEPARATOR, SurrogateEnsemble, ensemble_members
+from attacks.ensemble import SEPARATOR, SurrogateEnsemble, ensemble_members, includes
 from attacks.queries import QueryCounter
 from benchmark import headline, leaderboard, plots
 from benchmark.checks import ModelTampered, check_budget, model_fingerprint
@@ -36,7 +36,6 @@ from benchmark.suite import Cell, Suite, load_suite
 from benchmark.tasks import TASKS
 from benchmark.zoo import ResolvedModel, resolve_model, variant_checkpoint
 from defenses import ExpectationOverTransformation, build_defense
-from models import same_model
 from models.base import load_state_dict_file
 
 
@@ -173,8 +172,8 @@ def run_cell(cell: Cell, model: torch.nn.Module, task: Any, batches: list[Any], 
     """Attack every batch (on ``crafter``, default the model itself, or as the cell's defense and eval
     say: :func:`defended_models`; ``fitted``: what the attack gets besides the cell's params, a universal
     attack's ``universal``, a trained attack network), check, score, store the cell with the ``code``
-    state that computed it (default: the current one). A patch attack's cell is scored twice: on the full map and with the
-    patch pixels excluded. Neither the model nor a surrogate may change.
+    state that computed it (default: the current one). A patch attack's cell is scored twice: on the full
+    map and with the patch pixels excluded. Neither the model nor a surrogate may change.
 
     Crafting that does not see a defense (undefended and oblivious cells) is seeded by the undefended
     cell and kept in ``crafted`` (one such cell's at a time, so the runner runs them in a row): the
@@ -360,6 +359,7 @@ class CellRunner:
         self.fingerprint = model_fingerprint(model)
         self.store = RunStore(job.store)
         self.surrogates: dict[str, ResolvedModel] = {}
+        self.networks: dict[str, tuple[torch.nn.Module, str]] = {}  # attacks' trained networks
         self.crafted: dict[tuple[str, int], Crafted] = {}  # undefended crafting, shared with the oblivious cells
 
     def surrogate(self, name: str) -> ResolvedModel:
@@ -377,6 +377,14 @@ class CellRunner:
             self.surrogates[name] = sur
         return self.surrogates[name]
 
+    def network(self, attack: Any, name: str) -> tuple[torch.nn.Module, str]:
+        """An attack's trained network ``name`` (pinned, or trained once) and its sha256, loaded once."""
+        if name not in self.networks:
+            weights = variant_checkpoint(name)
+            self.networks[name] = (attack.network(name, load_state_dict_file(weights.path)).to(self.device),
+                                   weights.sha256)
+        return self.networks[name]
+
     def run(self, cells: list[Cell]) -> int:
         """Run and store ``cells`` (one crafting group); return how many."""
         job, model, task, n = self.job, self.model, self.task, len(self.samples)
@@ -393,9 +401,8 @@ class CellRunner:
                                                     self.dataset, model, self.device)
             if hasattr(attack, "trained_networks"):  # an attack's own trained network (natural adversaries' GAN)
                 name = attack.trained_networks[task.name]
-                weights = variant_checkpoint(name)
-                fitted["network"] = attack.network(name, load_state_dict_file(weights.path)).to(self.device)
-                extra = {**extra, "attack_network": name, "attack_network_sha256": weights.sha256}
+                fitted["network"], sha256 = self.network(attack, name)
+                extra = {**extra, "attack_network": name, "attack_network_sha256": sha256}
             batches = (self.batches if cell.images is None or cell.images >= n
                        else make_batches(task, model, self.samples, cell.images, job.suite.batch_size, self.device))
             run_cell(cell, model, task, batches, job.suite, self.fingerprint, self.store, crafter, fitted, extra,
@@ -461,8 +468,7 @@ def run_dataset(cfg: RunConfig, resolved: ResolvedModel, model: torch.nn.Module,
             print(f"[bench] {resolved.name} has no built-in defense: skipping {len(builtin)} adaptive cells without "
                   f"a defense (they equal the plain white-box cells)", file=sys.stderr)
             cells = [c for c in cells if c not in builtin]
-    own = [c for c in cells if c.surrogate is not None and len(ensemble_members(c.surrogate)) > 1
-           and any(same_model(m, cfg.model) for m in ensemble_members(c.surrogate))]
+    own = [c for c in cells if c.surrogate is not None and includes(c.surrogate, cfg.model)]
     if own:
         print(f"[bench] skipping {len(own)} transfer cells whose surrogate ensemble includes {resolved.name} "
               f"itself (not transfer; the diagonal's white-box cell is the single surrogate)", file=sys.stderr)
