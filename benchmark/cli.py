@@ -103,7 +103,7 @@ def cmd_poison(a: argparse.Namespace) -> int:
         model=a.model, model_args=_kv(a.model_arg, "--model-arg"), target=a.target,
         recipe=PoisonRecipe(**{k: v for k, v in budget.items() if v is not None}), data=a.data,
         image_col=a.image_col, caption_col=a.caption_col, eval_data=a.eval_data, device=a.device,
-        reuse_cells=a.reuse_cells, results_dir=Path(a.results), leaderboard_dir=Path(a.leaderboards),
+        reuse_cells=a.reuse_cells, workers=a.workers, results_dir=Path(a.results), leaderboard_dir=Path(a.leaderboards),
         **{k: v for k, v in options.items() if v is not None}))
     return 0
 
@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     po.add_argument("--model", default="clip-tiny", help="an open_clip CLIP model: clip-tiny, or clip with "
                     "--model-arg arch=RN50 (trained from scratch)")
     po.add_argument("--model-arg", action="append", default=[], metavar="K=V", help="model constructor argument")
-    po.add_argument("--attacks", help="comma-separated (default: badnets,blended,wanet,label-consistent,targeted)")
+    po.add_argument("--attacks", help="comma-separated (default: badnets,blended,wanet,targeted; also "
+                    "label-consistent)")
     po.add_argument("--defenses", help="comma-separated (default: none,safeclip,roclip,cleanclip)")
     po.add_argument("--seeds", help="a count N (seeds 0..N-1) or a comma-separated list (default: 1)")
     po.add_argument("--rate", type=float, help="poisoned pairs as a fraction of the train pairs (default 0.03)")
@@ -232,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(targeted poisoning's target images come from it)")
     po.add_argument("--device", default="cpu")
     po.add_argument("--reuse-cells", action="store_true", help="resume with cells and models computed by other code")
+    po.add_argument("--workers", type=int, default=0, help="train the cells on N Ray workers, one torch thread each "
+                    "(a local Ray instance, or the cluster at RAY_ADDRESS); default 0: in this process")
     po.add_argument("--results", default="results", help="raw results folder (run folders under poisoning/)")
     po.add_argument("--leaderboards", default="leaderboards", help="leaderboard folder")
     po.set_defaults(func=cmd_poison)

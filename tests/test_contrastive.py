@@ -152,9 +152,10 @@ def test_roclip_matching_epochs_pair_images_with_pooled_captions_and_train_only_
     wrapper = fresh_model()
     run = ContrastiveRun.build(wrapper, clean, RECIPE)
     wrapper.model.eval()
-    roclip = RoCLIP(every=2, pool_size=64)
+    roclip = RoCLIP(every=2, pool_size=64, warmup=0)
     roclip.start(run)
-    assert [roclip.matching(e) for e in range(4)] == [False, True, False, True]
+    assert [roclip.matching(e, 4) for e in range(4)] == [False, True, False, True]
+    assert [RoCLIP(warmup=0.5).matching(e, 8) for e in range(8)] == [False] * 5 + [True, False, True]
     assert [p.name for p in roclip.plan(run, 1).passes] == ["matching"]
     batch = run.batch(np.arange(16))
     pool = F.normalize(torch.randn(8, 128, generator=torch.Generator().manual_seed(0)), dim=-1)
@@ -295,7 +296,8 @@ def test_build_training_defense_names_the_bad_name_or_param():
 
 @pytest.mark.parametrize("name", sorted(TRAINING_DEFENSES))
 def test_a_short_training_run_of_each_objective_returns_its_history(name, clean, poisoned):
-    params = {"unimodal_warmup": 1, "clip_warmup": 1, "bank_size": 48} if name == "safeclip" else {}
+    params = {"safeclip": {"unimodal_warmup": 1, "clip_warmup": 1, "bank_size": 48},
+              "roclip": {"warmup": 0}}.get(name, {})
     objective = build_training_defense(name, **params)
     pairs = clean_subset(clean, 48) if objective.finetunes else poisoned
     wrapper = fresh_model()

@@ -142,6 +142,31 @@ def test_a_rerun_skips_finished_cells_and_cleanclip_finetunes_the_stored_base(gr
     assert len(table(cfg)) == 8
 
 
+def test_work_order_puts_clean_models_first_and_cleanclip_after_the_models_it_fine_tunes():
+    cells = [poisoning.PoisonCell(a, d, 0) for a in ("badnets", "none") for d in ("cleanclip", "roclip", "none", "safeclip")]
+    assert [(c.attack, c.defense) for c in poisoning.work_order(cells)] == [
+        ("none", "cleanclip"), ("none", "roclip"), ("none", "none"), ("none", "safeclip"), ("badnets", "safeclip"),
+        ("badnets", "none"), ("badnets", "roclip"), ("badnets", "cleanclip")]
+
+
+def test_ray_workers_share_the_pretrained_models_and_give_the_local_loops_numbers(tmp_path):
+    pytest.importorskip("ray")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a worker: the same float reductions, so the same bits
+    try:
+        local = run_poisoning(config(tmp_path / "local", seeds=(0,)))
+    finally:
+        torch.set_num_threads(threads)
+    ray_run = run_poisoning(config(tmp_path / "ray", seeds=(0,), workers=2))
+    for cell in ("none-none-s0", "badnets-none-s0", "badnets-safeclip-s0", "badnets-cleanclip-s0"):
+        assert summary(ray_run, cell)["metrics"] == summary(local, cell)["metrics"]
+    # the clean model (every cell's baseline, needed by both workers at once) and BadNets' (CleanCLIP's base)
+    assert sorted(p.name for p in (ray_run / "models").glob("*.pt")) == ["badnets-s0.pt", "none-s0.pt"]
+    for name in ("none-s0.pt", "badnets-s0.pt"):
+        assert sha256_file(ray_run / "models" / name) == sha256_file(local / "models" / name)
+    assert summary(ray_run, "badnets-cleanclip-s0")["base"]["sha256"] == sha256_file(ray_run / "models" / "badnets-s0.pt")
+
+
 def write_own_data(tmp, n_pairs: int = 48, n_eval: int = 32, sep: str = "\t", blank: int | None = None,
                    missing: int | None = None):
     """A tab-separated CSV (columns path, caption; image paths relative to its folder) of shapes train
