@@ -19,9 +19,10 @@ Searches (``search``):
 - ``gradient``: ``steps`` Adam steps on z = z* + d minimising the task's C&W objective of f(G(z)), d
   projected onto the latent ball; keep the fooling iterate nearest to z*.
 
-G and I are ours (:class:`LatentGAN`, trained by ``benchmark/training/natural.py`` on the embedded train
-split: a WGAN-GP and then its inverter, as in the paper); the generator of the RGB-D data makes RGB and
-depth together, so on saliency models the attack takes ``modality: rgbd``.
+G and I are ours (:class:`LatentGenerator`, trained by ``benchmark/training/natural.py`` on the embedded
+train split as a VAE's decoder and encoder, where the paper trains a WGAN and then its inverter: a WGAN
+did not train in CPU minutes, see there); the generator of the RGB-D data makes RGB and depth together,
+so on saliency models the attack takes ``modality: rgbd``.
 """
 from __future__ import annotations
 
@@ -35,15 +36,16 @@ from .base import AttackOutput, check_norm
 from .threat import ThreatModel
 
 
-class LatentGAN(nn.Module):
-    """A DCGAN-style generator z (N, latent) -> x (N, C, S, S) in [0,1] and its inverter x -> z; S = 4 * 2^k."""
+class LatentGenerator(nn.Module):
+    """A DCGAN-style generator z (N, latent) -> x (N, C, S, S) in [0,1] and its inverter x -> z (the mean of
+    a Gaussian posterior; ``posterior`` gives its log-variance too, for training); S = 4 * 2^k."""
 
     def __init__(self, channels: int, size: int, latent: int = 64, width: int = 32):
         super().__init__()
         self.channels, self.size, self.latent = channels, size, latent
         stages = (size // 4).bit_length() - 1  # 4 -> size by doubling
         if 4 * 2 ** stages != size:
-            raise ValueError(f"LatentGAN: size {size} is not 4 times a power of two")
+            raise ValueError(f"LatentGenerator: size {size} is not 4 times a power of two")
         widths = [width * 2 ** (stages - i) for i in range(stages + 1)]  # e.g. 128, 64, 32, 16 for width 16
         up: list[nn.Module] = []
         for c_in, c_out in zip(widths, widths[1:]):
@@ -53,22 +55,29 @@ class LatentGAN(nn.Module):
         down: list[nn.Module] = [nn.Conv2d(channels, widths[-1], 3, 1, 1), nn.LeakyReLU(0.2)]
         for c_in, c_out in zip(widths[::-1], widths[::-1][1:]):
             down += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
-        self.inverter = nn.Sequential(*down, nn.Flatten(), nn.Linear(widths[0] * 16, latent))
+        self.inverter = nn.Sequential(*down, nn.Flatten(), nn.Linear(widths[0] * 16, 2 * latent))
         self.widths = widths
 
     def generate(self, z: Tensor) -> Tensor:
         return self.generator(self.project(z).view(len(z), self.widths[0], 4, 4))
 
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The inverter's mean and log-variance of z given x."""
+        mean, log_var = self.inverter(x).chunk(2, dim=1)
+        return mean, log_var
+
     def invert(self, x: Tensor) -> Tensor:
-        return self.inverter(x)
+        return self.posterior(x)[0]
 
 
 # the generators the attack uses, by name (trained by benchmark/training/natural.py): RGB-D scenes and shapes
-GANS = {"natural-gan-rgbd": {"channels": 4, "size": 64}, "natural-gan-shapes": {"channels": 3, "size": 32}}
+# (32 px and width 16 so that each trains in CPU minutes; the RGB-D scenes' are upsampled to a model's size)
+GENERATORS = {"natural-vae-rgbd": {"channels": 4, "size": 32, "width": 16},
+              "natural-vae-shapes": {"channels": 3, "size": 32, "width": 16}}
 
 
-def build_gan(name: str) -> LatentGAN:
-    return LatentGAN(**GANS[name])
+def build_generator(name: str) -> LatentGenerator:
+    return LatentGenerator(**GENERATORS[name])
 
 
 def _resized(x: Tensor, size: int) -> Tensor:
@@ -86,16 +95,16 @@ def _shell(z: Tensor, samples: int, low: float, high: float) -> tuple[Tensor, Te
 class NaturalAdversary:
     backend = "ours"
     norms = ("latent",)
-    trained_networks = {"saliency": "natural-gan-rgbd", "classification": "natural-gan-shapes"}  # per task
+    trained_networks = {"saliency": "natural-vae-rgbd", "classification": "natural-vae-shapes"}  # per task
 
-    def network(self, name: str, state: dict[str, Tensor]) -> LatentGAN:
+    def network(self, name: str, state: dict[str, Tensor]) -> LatentGenerator:
         """The trained generator and inverter ``name`` from its state_dict, in eval mode and frozen."""
-        gan = build_gan(name)
-        gan.load_state_dict(state)
-        return gan.eval().requires_grad_(False)
+        generator = build_generator(name)
+        generator.load_state_dict(state)
+        return generator.eval().requires_grad_(False)
 
     def __call__(self, dense: nn.Module, u0: Tensor, target: Tensor, threat: ThreatModel, task: Any, *,
-                 network: LatentGAN, search: str = "stochastic", samples: int = 32, shells: int = 10,
+                 network: LatentGenerator, search: str = "stochastic", samples: int = 32, shells: int = 10,
                  **params: Any) -> AttackOutput:
         check_norm("natural", self.norms, threat)
         if u0.shape[1] != network.channels:

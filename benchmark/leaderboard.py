@@ -97,6 +97,8 @@ def rows(summaries: list[dict[str, Any]], model: str, checkpoint: str, dataset: 
                     "surrogate_checkpoint": s.get("surrogate_checkpoint", "-"),
                     "params": params_label(c["params"]), "seed": seed, "batch_size": batch_size,
                     "backend": s["backend"], "commit": commit_label(s.get("code")),
+                    # crafting time per image (a universal attack's or generator's fitting not counted)
+                    "attack_ms": round(1000 * s["attack_seconds"] / s["n_images"], 3) if "attack_seconds" in s else np.nan,
                     **{("queries_used" if k == "queries" else k): v for k, v in info.items()}, **s["metrics"],
                     **{f"{m}_{end}": v for m, ci in s.get("intervals", {}).items() for end, v in zip(("lo", "hi"), ci)}})
     df = pd.DataFrame(out)
@@ -164,6 +166,7 @@ def to_markdown(df: pd.DataFrame, metrics: tuple[str, ...]) -> str:
                              "latent_distance", "pixel_l2", "pixel_linf", "S_nopatch")
                  if c in g and g[c].notna().any()]
         extra = (["n_images"] if "n_images" in g and g.n_images.nunique() > 1 else []) + extra
+        extra += ["attack_ms"] if "attack_ms" in g and g.attack_ms.notna().all() else []  # not on rows from before it
         shown = [m for m in metrics if m in g and g[m].notna().any()]  # e.g. ITM only for models with a matching head
         depth_budget = ["eps_depth"] if "eps_depth" in g and (g.eps_depth != g.eps).any() else []
         cols = [c for c in ("attack", *optional, "modality", "norm", "eps", *depth_budget, "steps", *extra, *shown,

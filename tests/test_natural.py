@@ -1,10 +1,13 @@
 """Natural adversarial examples (attacks/natural.py) and the unrestricted `latent` budget. With a stand-in
-"GAN" whose latent space is the pixel space (G(z) = clip(z), I(x) = x), the latent distance is an L2
+generator whose latent space is the pixel space (G(z) = clip(z), I(x) = x), the latent distance is an L2
 distance we can check by hand: each image keeps its latent budget, reports its pixel distances, and an
 image the search cannot fool keeps its clean input; the budget check rejects a latent distance over eps.
-The GAN of the RGB-D scenes trains (cut short here) and reports its reconstruction quality."""
+The generator of the RGB-D scenes trains (cut short here) and reports its reconstruction quality; its
+pinned weights, searched through the runner, lower jldcf-tiny's S and the row carries the distances."""
+import json
 from dataclasses import replace
 
+import pandas as pd
 import pytest
 import torch
 from torch import Tensor, nn
@@ -12,6 +15,8 @@ from torch import Tensor, nn
 from attacks import ATTACKS, ThreatModel
 from benchmark.checks import BudgetViolation, check_budget
 from benchmark.data import SyntheticRGBD, make_batch
+from benchmark.pinned import pinned_weights
+from benchmark.runner import RunConfig, run
 from benchmark.tasks import SaliencyTask
 from benchmark.zoo import resolve_model
 
@@ -90,13 +95,38 @@ def test_a_latent_budget_takes_no_depth_budget_and_the_rgbd_generator_needs_rgbd
                            network=gan)
 
 
-def test_the_rgbd_gan_trains_and_reports_its_reconstruction(tmp_path):
-    from benchmark.training.natural import RECIPES, train_natural_gan
+def test_the_rgbd_generator_trains_and_reports_its_reconstruction(tmp_path):
+    from benchmark.training.natural import RECIPES, train_natural_generator
 
-    recipe = replace(RECIPES["natural-gan-rgbd"], gan_steps=20, inverter_steps=20, train_images=64, batch_size=16)
-    scores = train_natural_gan("natural-gan-rgbd", tmp_path / "gan.pt", recipe)
+    recipe = replace(RECIPES["natural-vae-rgbd"], steps=20, train_images=64, batch_size=16)
+    scores = train_natural_generator("natural-vae-rgbd", tmp_path / "g.pt", recipe)
     assert set(scores) == {"psnr_rgb", "psnr_depth"} and all(s > 0 for s in scores.values())
-    gan = ATTACKS["natural"].network("natural-gan-rgbd", torch.load(tmp_path / "gan.pt", weights_only=True))
+    generator = ATTACKS["natural"].network("natural-vae-rgbd", torch.load(tmp_path / "g.pt", weights_only=True))
     with torch.no_grad():
-        x = gan.generate(torch.randn(2, gan.latent))
-    assert x.shape == (2, 4, 64, 64) and 0 <= x.min() and x.max() <= 1
+        x = generator.generate(torch.randn(2, generator.latent))
+    assert x.shape == (2, 4, 32, 32) and 0 <= x.min() and x.max() <= 1
+
+
+NATURAL_SUITE = """
+dataset: synthetic
+batch_size: 16
+seed: 0
+limit: 16
+cells:
+  - {attack: none}
+  - {attack: natural, norm: latent, eps: 4, modality: rgbd, params: {search: stochastic, samples: 8, shells: 4}}
+"""
+
+
+def test_the_pinned_rgbd_generator_searched_through_the_runner_lowers_s_and_records_its_distances(pinned_tiny, tmp_path):
+    (tmp_path / "s.yaml").write_text(NATURAL_SUITE)
+    [root] = run(RunConfig(model="jldcf-tiny", ckpt=str(pinned_tiny), suite=str(tmp_path / "s.yaml"),
+                           results_dir=tmp_path / "results", leaderboard_dir=tmp_path / "lb"))
+    table = pd.read_csv(tmp_path / "lb" / "saliency.csv").set_index("attack")
+    row = table.loc["natural"]
+    assert row.S < table.S["none"] - 0.1 and row.norm == "latent"
+    assert 0 < row.latent_distance <= 4 and row.pixel_l2 > 0 and 0 < row.pixel_linf <= 1
+    [summary] = [s for s in (json.loads(p.read_text()) for p in root.glob("cells/*/summary.json"))
+                 if s["cell"]["attack"] == "natural"]
+    entry, _ = pinned_weights("natural-vae-rgbd")
+    assert summary["attack_network"] == "natural-vae-rgbd" and summary["attack_network_sha256"] == entry.sha256

@@ -14,6 +14,8 @@ from .clip import RECIPES as CLIP_RECIPES
 from .clip import train_clip
 from .cutout import RECIPES as CUTOUT_RECIPES
 from .cutout import train_cutout
+from .natural import RECIPES as NATURAL_RECIPES
+from .natural import train_natural_generator
 from .rgbd_clip import RECIPES as RGBD_CLIP_RECIPES
 from .rgbd_clip import train_rgbd_clip
 from .saliency import RECIPES as SALIENCY_RECIPES
@@ -29,4 +31,5 @@ TRAINERS: dict[str, tuple[Any, Callable[..., dict[str, float]]]] = {
     **{name: (recipe, train_cutout) for name, recipe in CUTOUT_RECIPES.items()},  # masked, for PatchCleanser
     **{name: (recipe, train_rgbd_clip) for name, recipe in RGBD_CLIP_RECIPES.items()},
     **{name: (recipe, train_segmenter) for name, recipe in SEGMENTER_RECIPES.items()},  # a defense's network
+    **{name: (recipe, train_natural_generator) for name, recipe in NATURAL_RECIPES.items()},  # an attack's network
 }
