@@ -80,8 +80,9 @@ class PoisonRecipe(HashedRecipe):
     plain CLIP reaches zero-shot top-1 0.94, BadNets succeeds on 0.93 of the triggered test images (0.06 on
     the clean model) and targeted poisoning on 8/8 targets, in 220 s a training; SafeCLIP (1.5x the epochs)
     takes 618 s, RoCLIP 172 s, a CleanCLIP fine-tuning 47 s, so the default grid (4 attacks x 4 defenses and
-    the clean model) is about 74 minutes on one thread, half that on two workers (``workers``). At the earlier 3000 pairs x 10 epochs (240 steps) top-1 was
-    0.48 and neither attack took (BadNets 0.17 at rate 0.01, targeted 0/8)."""
+    the clean model) is about 74 minutes on one thread, half that on two workers (``workers``). At the earlier
+    3000 pairs x 10 epochs (240 steps) top-1 was 0.48 and neither attack took (BadNets 0.17 at rate 0.01,
+    targeted 0/8)."""
 
     pairs: int = 6000  # training pairs: the first N
     epochs: int = 16

@@ -20,13 +20,11 @@ import torch
 from torch import Tensor
 
 from attacks import ATTACKS, AttackSpace, ThreatModel
-from benchmark.data.shapes import GENERATOR_VERSION as SHAPES_VERSION
 from benchmark.results import save_trained
 from benchmark.tasks.classification import ClassificationTask
 from benchmark.tasks.saliency import SaliencyTask
 from benchmark.training.clip import RECIPES as CLIP_RECIPES
-from benchmark.training.clip import fine_tune_image_tower
-from benchmark.training.recipe import HashedRecipe
+from benchmark.training.clip import ImageTowerRecipe, fine_tune_image_tower
 from benchmark.training.saliency import RECIPES as BASE_RECIPES
 from benchmark.training.saliency import Recipe, evaluate, fit
 from models import SaliencyModel, build_model
@@ -104,24 +102,15 @@ def train_adversarial(name: str, out: Path, recipe: AdversarialRecipe | None = N
 
 
 @dataclass(frozen=True)
-class TeCoARecipe(HashedRecipe):
+class TeCoARecipe(ImageTowerRecipe):
     """Text-guided contrastive adversarial fine-tuning of clip-tiny's image tower (Mao, Geng, Yang, Wang,
     Vondrick, ICLR 2023, "Understanding Zero-Shot Adversarial Robustness for Large-Scale Models"):
     min_theta E max_{||delta||_inf <= eps} CE(s <f_theta(x + delta), t_c>_c, y) with the class prompt
     embeddings t_c of the frozen text tower, so the adversarial images stay matched to their class text."""
 
-    base: str = "clip-tiny"
-    base_recipe: str = ""
-    epochs: int = 4
-    batch_size: int = 128
-    lr: float = 5e-4
     eps: float = 2 / 255
     steps: int = 2
     rel_step: float = 0.75
-    seed: int = 0
-    train_images: int = 6000
-    data_version: int = SHAPES_VERSION
-    weights_dtype: str = "float16"  # released in half precision, as its base (``training/clip.py``)
 
 
 TECOA_RECIPES = {"clip-tiny-tecoa": TeCoARecipe(base_recipe=CLIP_RECIPES["clip-tiny"].id)}

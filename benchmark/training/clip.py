@@ -142,7 +142,23 @@ def train_clip(name: str, out: Path, recipe: CLIPRecipe, device: str = "cpu") ->
     return scores
 
 
-def fine_tune_image_tower(name: str, out: Path, recipe: HashedRecipe, base: ResolvedModel | None,
+@dataclass(frozen=True)
+class ImageTowerRecipe(HashedRecipe):
+    """What :func:`fine_tune_image_tower` reads of a recipe (TeCoA's, the masked fine-tuning's): the base
+    variant and its recipe, the schedule, the train split, the release precision."""
+
+    base: str = "clip-tiny"
+    base_recipe: str = ""
+    epochs: int = 4
+    batch_size: int = 128
+    lr: float = 5e-4
+    seed: int = 0
+    train_images: int = 6000
+    data_version: int = GENERATOR_VERSION
+    weights_dtype: str = "float16"  # released in half precision, as its base (``training/clip.py``)
+
+
+def fine_tune_image_tower(name: str, out: Path, recipe: ImageTowerRecipe, base: ResolvedModel | None,
                           inputs: Callable[[CLIPZeroShot, Tensor, Tensor, np.random.Generator], Tensor],
                           device: str = "cpu") -> dict[str, float]:
     """Fine-tune the image tower of ``base`` (default: the recipe's ``base`` variant as `make bench` resolves

@@ -17,9 +17,10 @@ the test split (PSNR per modality), the quality the attack's searches start from
 64, about 16 minutes on one core shared with three other jobs): at beta 1 the RGB-D test scenes came back
 at 22.4 dB RGB / 20.2 dB depth as their background alone (no object in either); at beta 0.03 (the recipe)
 at 25.4 / 23.6 dB with the larger objects, blurred, and the shapes at 23.4 dB with shape, colour and
-position; at beta 0.005 (4000 steps) 25.7 / 24.3 dB, with samples of G(z) further from any scene. What that means for the attack: G(I(x)) alone (a latent budget of 0.1) already takes clip-tiny's
-zero-shot top-1 from 0.859 to 0.438 on 128 test shapes, so a natural-adversary row is read against that
-reconstruction row, not against the clean one.
+position; at beta 0.005 (4000 steps) 25.7 / 24.3 dB, with samples of G(z) further from any scene. What
+that means for the attack: G(I(x)) alone (a latent budget of 0.1) already takes clip-tiny's zero-shot top-1
+from 0.859 to 0.438 on 128 test shapes, so a natural-adversary row is read against that reconstruction row,
+not against the clean one.
 """
 from __future__ import annotations
 
