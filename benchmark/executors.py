@@ -14,7 +14,8 @@ at the same path and run the same checkout.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import torch
 
@@ -63,23 +64,36 @@ class RayExecutor:
         self.workers, self.cpus = workers, cpus
 
     def run(self, job: CellJob, groups: list[list[Cell]], local: Callable[[], CellRunner]) -> Iterator[int]:
-        import ray
         from ray.util import ActorPool
 
-        if not ray.is_initialized():
-            # RAY_ADDRESS: join that cluster; else a local instance sized for the workers
-            local_instance = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": self.workers * self.cpus}
-            ray.init(**local_instance, include_dashboard=False, log_to_driver=False)
-        gpus = 1 if torch.device(job.cfg.device).type == "cuda" else 0
-        actor = ray.remote(num_cpus=self.cpus, num_gpus=gpus)(_Worker)
         deterministic = torch.are_deterministic_algorithms_enabled()
-        actors = [actor.remote(job, self.cpus, deterministic) for _ in range(min(self.workers, len(groups)))]
+        count = min(self.workers, len(groups))
         longest_first = sorted(groups, key=lambda cells: -sum(work(c) for c in cells))  # fewer idle workers at the end
-        try:
+        with ray_actors(_Worker, (job, self.cpus, deterministic), count, self.cpus, torch.device(job.cfg.device)) as actors:
             yield from ActorPool(actors).map_unordered(lambda worker, cells: worker.run.remote(cells), longest_first)
-        finally:
-            for a in actors:  # their models and batches go with them
-                ray.kill(a)
+
+
+@contextmanager
+def ray_actors(cls: type, args: tuple[Any, ...], count: int, cpus: int, device: torch.device) -> Iterator[list[Any]]:
+    """``count`` Ray actors of ``cls(*args)``, each declaring ``cpus`` CPUs and, on a CUDA device, one GPU;
+    killed on exit (their models and data go with them). Ray is started if it is not: the cluster at
+    RAY_ADDRESS, or a local instance of ``count`` x ``cpus`` CPUs whose workers keep the driver's priority
+    (Ray's default renices them to 15, so any other job on the machine takes their CPU)."""
+    import ray
+
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(include_dashboard=False, log_to_driver=False)
+        else:
+            os.environ.setdefault("RAY_worker_niceness", "0")  # an increment over the raylet's, the driver's
+            ray.init(num_cpus=count * cpus, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=cpus, num_gpus=1 if device.type == "cuda" else 0)(cls)
+    actors = [remote.remote(*args) for _ in range(count)]
+    try:
+        yield actors
+    finally:
+        for actor in actors:
+            ray.kill(actor)
 
 
 def work(cell: Cell) -> float:

@@ -53,6 +53,7 @@ from benchmark.data.base import resize
 from benchmark.data.folder import read_image
 from benchmark.data.labelled import ZERO_SHOT_TEMPLATES, FolderClassification, LabelledImage, make_labelled_batch
 from benchmark.data.shapes import CLASSES, GENERATOR_VERSION, CaptionedShapes
+from benchmark.executors import ray_actors
 from benchmark.leaderboard import params_label
 from benchmark.metrics.poisoning import backdoor_success, targeted_success
 from benchmark.provenance import code_state, device_info, sha256_file, sha256_json
@@ -258,6 +259,11 @@ class PoisonRun:
             return None
         return build_poisoning(name, target=self.target, rate=self.cfg.rate, seed=seed, captions=self.data.captions)
 
+    def attack_params(self, name: str, seed: int) -> dict[str, Any]:
+        """The parameters of attack ``name`` of a seed as its records store them (JSON); {} for ``none``."""
+        attack = self.attack(name, seed)
+        return {} if attack is None else json.loads(json.dumps(asdict(attack)))
+
     def poisoned(self, name: str, seed: int) -> Pairs:
         """The training pairs attack ``name`` leaves (the clean pairs for ``none``); the last one is kept."""
         if (name, seed) not in self._poisoned:
@@ -276,8 +282,8 @@ class PoisonRun:
 
     def pretrained(self, attack: str, seed: int) -> tuple[CLIPZeroShot, dict[str, Any]]:
         """The model pre-trained without defense on what ``attack`` leaves, and its sidecar (recipe, seconds,
-        history, code): loaded from the run folder when the same code (or ``reuse_cells``: any) trained it,
-        else trained and saved there."""
+        history, attack params, code): loaded from the run folder when the same code (or ``reuse_cells``: any)
+        trained it on the same attack, else trained and saved there."""
         path = self.model_path(attack, seed)
         sidecar = path.with_suffix(".json")
         wrapper = self.fresh_model(seed)
@@ -285,15 +291,17 @@ class PoisonRun:
         with FileLock(path.parent / f".{path.stem}.lock"):  # a worker needing a model another is training waits for it
             if path.is_file() and sidecar.is_file():
                 meta = json.loads(sidecar.read_text())
-                if self.cfg.reuse_cells or meta["code"] == self.code:
+                same_code = self.cfg.reuse_cells or meta["code"] == self.code
+                if same_code and meta["attack_params"] == self.attack_params(attack, seed):
                     wrapper.load_checkpoint(path)
                     return wrapper.to(self.device), meta
             recipe = self.cfg.recipe.contrastive(seed)
             started = time.time()
             history = train_contrastive(wrapper, self.poisoned(attack, seed), CLIPObjective(), recipe, self.device,
                                         desc=f"{attack}/none s{seed}")
-            meta = {"model": self.cfg.model, "attack": attack, "seed": seed, "recipe": asdict(recipe),
-                    "seconds": round(time.time() - started, 1), "history": history, "code": self.code}
+            meta = {"model": self.cfg.model, "attack": attack, "attack_params": self.attack_params(attack, seed),
+                    "seed": seed, "recipe": asdict(recipe), "seconds": round(time.time() - started, 1),
+                    "history": history, "code": self.code}
             save_trained(path, {k: v.cpu() for k, v in wrapper.model.state_dict().items()}, meta)
         return wrapper, meta
 
@@ -363,14 +371,18 @@ class PoisonRun:
         summary = {"id": cell.id, "cell": asdict(cell), "rate": 0.0 if attack is None else attack.rate,
                    "target": "-" if attack is None else attack.target, "metrics": metrics, "info": info,
                    "recipe": asdict(self.cfg.recipe), "recipe_id": self.cfg.recipe.id,
-                   "attack_params": {} if attack is None else asdict(attack), "train_pairs": len(self.data.train),
+                   "attack_params": self.attack_params(cell.attack, cell.seed), "train_pairs": len(self.data.train),
                    "history": [{k: v for k, v in h.items() if not k.startswith("similarity_")} for h in history],
                    "code": self.code, **training}
         self.store.write_cell(cell.id, summary, history, {})
 
     def is_done(self, cell: PoisonCell) -> bool:
-        """Finished, by the same code (or ``reuse_cells``)."""
-        return self.store.is_done(cell.id) and (self.cfg.reuse_cells or self.store.summary(cell.id)["code"] == self.code)
+        """Finished, by the same code (or ``reuse_cells``: any) with the same attack parameters."""
+        if not self.store.is_done(cell.id):
+            return False
+        done = self.store.summary(cell.id)
+        return ((self.cfg.reuse_cells or done["code"] == self.code)
+                and done["attack_params"] == self.attack_params(cell.attack, cell.seed))
 
 
 class _PoisonWorker:
@@ -397,22 +409,12 @@ def execute(run: PoisonRun, cells: list[PoisonCell]) -> Iterator[str]:
             run.run_cell(cell)
             yield cell.id
         return
-    import ray
     from ray.util import ActorPool
 
-    if not ray.is_initialized():
-        local_instance = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": run.cfg.workers}
-        ray.init(**local_instance, include_dashboard=False, log_to_driver=False)
-    gpus = 1 if run.device.type == "cuda" else 0
-    actor = ray.remote(num_cpus=1, num_gpus=gpus)(_PoisonWorker)
-    actors = [actor.remote(run.cfg, run.data, run.target, run.store.root.resolve(), run.code, os.getcwd())
-              for _ in range(min(run.cfg.workers, len(cells)))]
-    try:
+    args = (run.cfg, run.data, run.target, run.store.root.resolve(), run.code, os.getcwd())
+    with ray_actors(_PoisonWorker, args, min(run.cfg.workers, len(cells)), 1, run.device) as actors:
         # in submission order: a worker takes the next cell of the work order when it is free
         yield from ActorPool(actors).map_unordered(lambda worker, cell: worker.run_cell.remote(cell), cells)
-    finally:
-        for a in actors:
-            ray.kill(a)
 
 
 def load_data(cfg: PoisonConfig, size: int) -> tuple[PoisonData, str]:

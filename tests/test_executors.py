@@ -1,13 +1,16 @@
 """Scale-out (benchmark/executors.py): concurrent leaderboard writers lose no row; cells run on Ray workers
 equal the local loop's and a run killed part-way resumes on them."""
 import multiprocessing
+import os
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from benchmark import leaderboard
+from benchmark.executors import ray_actors
 from benchmark.runner import RunConfig, run
 
 LEADERBOARDS = Path(__file__).resolve().parents[1] / "leaderboards"
@@ -78,3 +81,16 @@ def test_ray_workers_resume_a_killed_run_with_the_local_loops_numbers(pinned_tin
     # and the attack's time per image are measurements
     pd.testing.assert_frame_equal(*(t.drop(columns=["commit", "defense_ms", "attack_ms"]) for t in (resumed, local)),
                                   check_exact=False, rtol=0, atol=2e-6)
+
+
+def test_ray_workers_keep_the_drivers_priority(monkeypatch):
+    ray = pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+    class Niceness:
+        def value(self) -> int:
+            return os.nice(0)
+
+    ray.shutdown()  # a fresh local instance (Ray's default starts its workers at nice 15)
+    with ray_actors(Niceness, (), 1, 1, torch.device("cpu")) as [actor]:
+        assert ray.get(actor.value.remote()) == os.nice(0)

@@ -5,6 +5,7 @@ CleanCLIP fine-tunes the stored base; the CSV path on a tiny CSV and class-folde
 input fails before anything is written; compare on the poisoning table."""
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -140,6 +141,25 @@ def test_a_rerun_skips_finished_cells_and_cleanclip_finetunes_the_stored_base(gr
     new = summary(run, "badnets-cleanclip-s1")
     assert new["metrics"] == pytest.approx(old["metrics"]) and new["base"] == old["base"]  # seeded: the same numbers
     assert len(table(cfg)) == 8
+
+
+def test_reused_cells_and_models_must_come_from_the_same_attack_parameters(grid, monkeypatch):
+    cfg, run = grid
+    cell, sidecar = run / "cells" / "badnets-none-s1" / "summary.json", run / "models" / "badnets-s1.json"
+    for path in (cell, sidecar):  # as if another code's BadNets (a 5 px patch) had trained them
+        record = json.loads(path.read_text())
+        record["attack_params"]["patch"] = 5
+        path.write_text(json.dumps(record))
+    trained = []
+
+    def counted(wrapper, pairs, objective, recipe, *args, **kwargs):
+        trained.append((objective.name, len(pairs), recipe.seed))
+        return train_contrastive(wrapper, pairs, objective, recipe, *args, **kwargs)
+
+    monkeypatch.setattr(poisoning, "train_contrastive", counted)
+    run_poisoning(replace(cfg, reuse_cells=True))
+    assert trained == [("none", 64, 1)]  # BadNets' pre-training of seed 1, again; every other cell reused
+    assert [json.loads(p.read_text())["attack_params"]["patch"] for p in (cell, sidecar)] == [4, 4]
 
 
 def test_work_order_puts_clean_models_first_and_cleanclip_after_the_models_it_fine_tunes():
