@@ -18,7 +18,7 @@ POISONINGS: dict[str, type[Poisoning]] = {
     # backdoors: round(rate N) train pairs -> (T(x), caption naming the target); apply_trigger(x) at test time
     "badnets": BadNets,  # a seeded 4x4 px pattern at a random position
     "blended": Blended,  # 0.8 x + 0.2 seeded uniform noise image
-    "wanet": WaNet,  # a seeded warp field, k = 4, s = 0.5
+    "wanet": WaNet,  # a seeded warp field drawn per pixel, s = 1
     "label-consistent": LabelConsistent,  # BadNets' trigger on pairs whose caption names the target, caption kept
     # targeted poisoning: round(rate N) pairs of held-out target images with captions naming the target, added
     "targeted": TargetedPoisoning,  # 8 target images
