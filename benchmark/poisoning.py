@@ -291,8 +291,7 @@ class PoisonRun:
         with FileLock(path.parent / f".{path.stem}.lock"):  # a worker needing a model another is training waits for it
             if path.is_file() and sidecar.is_file():
                 meta = json.loads(sidecar.read_text())
-                same_code = self.cfg.reuse_cells or meta["code"] == self.code
-                if same_code and meta["attack_params"] == self.attack_params(attack, seed):
+                if self.reusable(meta, attack, seed):
                     wrapper.load_checkpoint(path)
                     return wrapper.to(self.device), meta
             recipe = self.cfg.recipe.contrastive(seed)
@@ -376,13 +375,15 @@ class PoisonRun:
                    "code": self.code, **training}
         self.store.write_cell(cell.id, summary, history, {})
 
+    def reusable(self, record: dict[str, Any], attack: str, seed: int) -> bool:
+        """A stored cell summary or model sidecar computed by the same code (or ``reuse_cells``: any) with
+        the current parameters of ``attack``."""
+        return ((self.cfg.reuse_cells or record["code"] == self.code)
+                and record["attack_params"] == self.attack_params(attack, seed))
+
     def is_done(self, cell: PoisonCell) -> bool:
-        """Finished, by the same code (or ``reuse_cells``: any) with the same attack parameters."""
-        if not self.store.is_done(cell.id):
-            return False
-        done = self.store.summary(cell.id)
-        return ((self.cfg.reuse_cells or done["code"] == self.code)
-                and done["attack_params"] == self.attack_params(cell.attack, cell.seed))
+        """Finished, and reusable."""
+        return self.store.is_done(cell.id) and self.reusable(self.store.summary(cell.id), cell.attack, cell.seed)
 
 
 class _PoisonWorker:

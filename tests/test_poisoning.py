@@ -86,7 +86,7 @@ def test_wanet_warps_by_a_field_fixed_by_the_seed_and_is_the_identity_at_strengt
     shift_px = (grid - identity).abs() * 31 / 2
     assert 0.4 < shift_px.mean() < 0.5 and shift_px.max() < 1  # s = 1: half a pixel on average, under s px
     smooth = WaNet(TARGET, k=4, s=0.5, seed=5).warp_grid(32, 32) - identity
-    assert (smooth.diff(dim=1).abs().mean() < 0.1 * (grid - identity).diff(dim=1).abs().mean())  # k = 4: smooth
+    assert smooth.diff(dim=1).abs().mean() < 0.1 * (grid - identity).diff(dim=1).abs().mean()  # k = 4: smooth
     x = random_pairs(4).images
     torch.testing.assert_close(WaNet(TARGET, s=0.0).apply_trigger(x), x, rtol=0, atol=1e-5)
     assert (attack.apply_trigger(x) - x).abs().amax() > 0.05

@@ -50,6 +50,14 @@ def summary(run, cell: str) -> dict:
     return json.loads((run / "cells" / cell / "summary.json").read_text())
 
 
+def counting(trained: list):
+    """train_contrastive, noting (objective, pairs, seed) of each training in ``trained``."""
+    def counted(wrapper, pairs, objective, recipe, *args, **kwargs):
+        trained.append((objective.name, len(pairs), recipe.seed))
+        return train_contrastive(wrapper, pairs, objective, recipe, *args, **kwargs)
+    return counted
+
+
 def test_a_short_grid_writes_a_row_per_cell_and_the_markdown_mean_and_spread_over_seeds(grid):
     cfg, run = grid
     rows = table(cfg)
@@ -130,12 +138,7 @@ def test_a_rerun_skips_finished_cells_and_cleanclip_finetunes_the_stored_base(gr
         path.unlink()
     (run / "cells" / "badnets-cleanclip-s1").rmdir()
     trained = []
-
-    def counted(wrapper, pairs, objective, recipe, *args, **kwargs):
-        trained.append((objective.name, len(pairs), recipe.seed))
-        return train_contrastive(wrapper, pairs, objective, recipe, *args, **kwargs)
-
-    monkeypatch.setattr(poisoning, "train_contrastive", counted)
+    monkeypatch.setattr(poisoning, "train_contrastive", counting(trained))
     run_poisoning(cfg)
     assert trained == [("cleanclip", 32, 1)]  # the base model came from the run folder, not a new pre-training
     new = summary(run, "badnets-cleanclip-s1")
@@ -151,12 +154,7 @@ def test_reused_cells_and_models_must_come_from_the_same_attack_parameters(grid,
         record["attack_params"]["patch"] = 5
         path.write_text(json.dumps(record))
     trained = []
-
-    def counted(wrapper, pairs, objective, recipe, *args, **kwargs):
-        trained.append((objective.name, len(pairs), recipe.seed))
-        return train_contrastive(wrapper, pairs, objective, recipe, *args, **kwargs)
-
-    monkeypatch.setattr(poisoning, "train_contrastive", counted)
+    monkeypatch.setattr(poisoning, "train_contrastive", counting(trained))
     run_poisoning(replace(cfg, reuse_cells=True))
     assert trained == [("none", 64, 1)]  # BadNets' pre-training of seed 1, again; every other cell reused
     assert [json.loads(p.read_text())["attack_params"]["patch"] for p in (cell, sidecar)] == [4, 4]
