@@ -379,7 +379,7 @@ class PoisonRun:
         """A stored cell summary or model sidecar computed by the same code (or ``reuse_cells``: any) with
         the current parameters of ``attack``."""
         return ((self.cfg.reuse_cells or record["code"] == self.code)
-                and record["attack_params"] == self.attack_params(attack, seed))
+                and record.get("attack_params") == self.attack_params(attack, seed))  # older sidecars: none
 
     def is_done(self, cell: PoisonCell) -> bool:
         """Finished, and reusable."""
