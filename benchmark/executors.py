@@ -78,10 +78,13 @@ def ray_actors(cls: type, args: tuple[Any, ...], count: int, cpus: int, device: 
     """``count`` Ray actors of ``cls(*args)``, each declaring ``cpus`` CPUs and, on a CUDA device, one GPU;
     killed on exit (their models and data go with them). Ray is started if it is not: the cluster at
     RAY_ADDRESS, or a local instance of ``count`` x ``cpus`` CPUs whose workers keep the driver's priority
-    (Ray's default renices them to 15, so any other job on the machine takes their CPU)."""
+    (Ray's default renices them to 15, so any other job on the machine takes their CPU). A Ray this call
+    started is shut down on exit: a local instance sized for one run would leave the next run's extra
+    actors pending forever."""
     import ray
 
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         if os.environ.get("RAY_ADDRESS"):
             ray.init(include_dashboard=False, log_to_driver=False)
         else:
@@ -94,6 +97,8 @@ def ray_actors(cls: type, args: tuple[Any, ...], count: int, cpus: int, device: 
     finally:
         for actor in actors:
             ray.kill(actor)
+        if started:
+            ray.shutdown()
 
 
 def work(cell: Cell) -> float:

@@ -94,3 +94,19 @@ def test_ray_workers_keep_the_drivers_priority(monkeypatch):
     ray.shutdown()  # a fresh local instance (Ray's default starts its workers at nice 15)
     with ray_actors(Niceness, (), 1, 1, torch.device("cpu")) as [actor]:
         assert ray.get(actor.value.remote()) == os.nice(0)
+
+
+def test_a_ray_started_for_one_run_is_shut_down_so_a_larger_run_gets_all_its_actors(monkeypatch):
+    ray = pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+    class Pid:
+        def value(self) -> int:
+            return os.getpid()
+
+    ray.shutdown()
+    with ray_actors(Pid, (), 1, 1, torch.device("cpu")) as [actor]:  # a local instance of 1 CPU
+        ray.get(actor.value.remote(), timeout=120)
+    assert not ray.is_initialized()
+    with ray_actors(Pid, (), 2, 1, torch.device("cpu")) as actors:  # pending forever on a 1-CPU instance
+        assert len(set(ray.get([a.value.remote() for a in actors], timeout=120))) == 2
