@@ -6,19 +6,17 @@ get the CLIP loss.
    views; EDA caption views), the positive of view 2 of pair i being the nearest neighbour of its view 1
    in a memory bank of recent view-1 embeddings (NNCLR):
    L_uni = (CE(s V2_img NN(V1_img)^T, I) + CE(s V2_txt NN(V1_txt)^T, I)) / 2.
-2. One epoch of CLIP loss on all pairs at a low, constant learning rate, on augmented pairs:
-   L_clip = (CE(s U V^T, I) + CE(s V U^T, I)) / 2 (U: image views, V: EDA caption views).
+2. One epoch of CLIP loss on all pairs at a low, constant learning rate, on two augmented pairings:
+   L_clip = (CE(s U1 V2^T, I) + CE(s V1 U2^T, I)) / 2 (image view 1 with caption view 2, and the reverse).
 3. Every later epoch: the cosine similarity of every pair, a two-component Gaussian mixture fitted to them,
-   p_i = the posterior of the higher-mean component (1 at and above its mean: ``clean_posterior``); the
-   safe set is {i : p_i >= 0.9} at the first split,
+   p_i = the posterior of the higher-mean component; the safe set is {i : p_i >= 0.9} at the first split,
    then the top floor(r N) pairs by p, r growing by a step after each split up to a cap (r starts at the
    first safe share); then L_uni over the risky pairs (off by default at our scale, below), then L_clip over
    the safe ones, two passes with one optimizer.
 
 Reference defaults (BigML-CS-UCLA/SafeCLIP ``src/parser.py``, ``main.py``): 32 epochs counting 5 unimodal and
 1 CLIP warm-up epochs; batch 128; lr 5e-4 for both kinds of pass, 5e-6 (1/100) for the CLIP warm-up epoch;
-memory banks of 256; threshold 0.9; step 0.01 N; cap 0.85 N; GMM by scikit-learn, ``random_state=0``; L_clip
-on two augmented pairings, (CE(s U1 V2^T, I) + CE(s V1 U2^T, I)) / 2.
+memory banks of 256; threshold 0.9; step 0.01 N; cap 0.85 N; GMM by scikit-learn, ``random_state=0``.
 
 Scaled to our data (6000 32x32 pairs, 47 steps per epoch where the reference makes about 7800 on 1M):
 - warm-ups: ``unimodal_warmup`` 2 epochs and ``clip_warmup`` 1 of a 24-epoch training (the reference's 6
@@ -29,30 +27,28 @@ Scaled to our data (6000 32x32 pairs, 47 steps per epoch where the reference mak
   the first split (6000 pairs, BadNets at 1%, seed 0, 12 epochs; filter_lr: safe share, poisoned pairs
   in it, P(clean pair more similar than poisoned)): 0.01: 15%, 3/60, 0.75; 0.05: 62%, 8/60, 0.87;
   0.25: 61%, 6/60, 0.89; 1.0: 43%, 2/60, 0.93;
-- ``step`` 0.05 per epoch: the reference grows the safe set by 0.01 N over 26 post-warm-up epochs (0.26 N
+- ``step`` 0.1 per epoch: the reference grows the safe set by 0.01 N over 26 post-warm-up epochs (0.26 N
   in all); at our scale every pair kept out of the CLIP loss costs clean accuracy (below), so the safe set
-  grows to the cap within 6-8 splits (0.1, 3-4 splits, let more poisons in while it grew: below);
-- L_clip on one augmented pairing (the image view with one of its two EDA caption views, drawn per pair),
-  not the reference's two: each pairing is a forward and backward pass of both towers, and two made SafeCLIP
-  3x the cost of plain CLIP (a grid cell 750-850 s on one thread, the default grid over 40 minutes);
+  grows to the cap within 3-4 splits;
 - no unimodal pass on the risky set after the warm-ups (``risky_unimodal=False``; the reference's
   ``--cross_inmodal`` flag turns it off there too), and 1.5x the grid's epochs (``epoch_factor``; the
   warm-ups and the split leave the CLIP loss fewer pair-steps than plain CLIP gets): at our scale the
   reference default loses most of the clean accuracy (measurements below);
 - memory banks of 256 as the reference (two batches of 128; the bank is sized by the batch, not the data).
-Measured at the grid's budget (6000 pairs x 16 epochs, rate 0.03, target star; plain CLIP: top-1 0.94, BadNets
-success 0.93 undefended). Two pairings and step 0.1 (24 epochs), seed 0: **top-1 0.918, BadNets success 0.089**, 8
-of the 180 poisoned pairs in the first safe set, 3 in the last; Blended 0.174 (top-1 0.902); targeted 1 of 8
-targets (undefended 8/8, top-1 0.863). Then one pairing, step 0.05, on the three cells where two pairings leaked
-most (top-1 / success, two pairings and step 0.1 -> these defaults): BadNets seed 2 0.906 / 0.174 -> 0.848 /
-0.147, Blended seed 1 0.883 / 0.174 -> 0.863 / 0.116, targeted seed 2 0.859 / 0.375 -> 0.852 / 0.250, each in
-520-530 s where two pairings took 750-850 s; one pairing at step 0.1 (targeted seed 2): 0.797 / 0.375; at
-20 epochs (step 0.05, BadNets seed 2): 0.559 / 0.241. At every step the poisons in the safe set peak while it
-grows (20-70 of 180 with step 0.1), then fall as the clean pairs' similarity rises past theirs. The
+Measured at the grid's budget (6000 pairs x 16 epochs, seed 0; plain CLIP: top-1 0.94; BadNets at rate 0.03:
+success 0.93 undefended), with these defaults (24 epochs): **top-1 0.918, BadNets success 0.089**, 8 of the 180
+poisoned pairs in the first safe set, 3 in the last; Blended (rate 0.03): success 0.174, top-1 0.902;
+targeted poisoning (rate 0.03, 8 targets): 1 of 8 targets taken (0.125, undefended 8/8), top-1 0.863. The
 reference's settings at 16 epochs (risky-set L_uni, step 0.04) kept the backdoor out too (0.07) but at top-1
-0.24. Ablations at 16 epochs on clean pairs (two pairings): every pair safe 0.78; the split without risky-set
-L_uni 0.58 (0.65 with step 0.1); no unimodal warm-up 0.22; no memory bank (``bank_size=0``) 0.27; risky-set
-L_uni weighted 0.1 (step 0.1, BadNets pairs) 0.35.
+0.24. Ablations at 16 epochs on clean pairs: every
+pair safe 0.78; the split without risky-set L_uni 0.58 (0.65 with step 0.1); no unimodal warm-up 0.22; no
+memory bank (``bank_size=0``) 0.27; risky-set L_uni weighted 0.1 (step 0.1, BadNets pairs) 0.35.
+Tried to make a cell cheaper (two pairings make SafeCLIP about 3x plain CLIP: 750-850 s a cell on one thread),
+not kept: L_clip on one pairing (an image view with one EDA caption view) with step 0.05 takes 500-530 s but
+undertrains (last-epoch L_clip 1.5 where two pairings reach 1.1): seed 0 top-1 / success BadNets 0.910 / 0.080,
+Blended 0.715 / 0.219, targeted 0.777 / 0.125. Known limit, kept as the reference: with full covariances the
+lower component, when it is the wider, takes over again in the upper tail, so the posterior falls for the most
+similar pairs (in one run no pair reached 0.9 at the first split, which emptied the safe set).
 The safe share's floor is robust to float error (0.57 N of 100 is 57, not 56); ties in p keep the lower
 index first (a stable sort; the reference's ``torch.argsort`` leaves them in any order).
 """
@@ -63,27 +59,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.mixture import GaussianMixture
-import torch
 from torch import Tensor
 
-from benchmark.training.contrastive import Batch, ContrastiveRun, EpochPlan, MemoryBank, Objective, Pass
-from benchmark.training.contrastive import clip_loss as symmetric_clip_loss
-from benchmark.training.contrastive import info_nce
+from benchmark.training.contrastive import Batch, ContrastiveRun, EpochPlan, MemoryBank, Objective, Pass, info_nce
 
 
 def clean_posterior(similarity: np.ndarray) -> np.ndarray:
     """(N,) posterior of the higher-mean component of a two-component 1-D Gaussian mixture fitted to the
     pairs' similarities (scikit-learn, full covariance, k-means initialisation, ``random_state=0``, as
-    the reference), set to 1 at and above that component's mean. Why: with full covariances the lower
-    component, when it is the wider, takes over again in the upper tail, so the reference's posterior falls
-    for the most similar pairs, the surest clean ones; at our scale no pair reached 0.9 in one run (targeted
-    poisoning, seed 2), which emptied the first safe set."""
+    the reference)."""
     values = np.asarray(similarity, dtype=np.float64).reshape(-1, 1)
     gmm = GaussianMixture(n_components=2, random_state=0).fit(values)
-    clean = int(np.argmax(gmm.means_.ravel()))
-    posterior = gmm.predict_proba(values)[:, clean]
-    posterior[values[:, 0] >= gmm.means_.ravel()[clean]] = 1.0
-    return posterior
+    return gmm.predict_proba(values)[:, int(np.argmax(gmm.means_.ravel()))]
 
 
 def safe_split(posterior: np.ndarray, ratio: float | None, threshold: float = 0.9) -> np.ndarray:
@@ -106,7 +93,7 @@ class SafeCLIP(Objective):
     clip_warmup: int = 1
     filter_lr: float = 0.25  # the CLIP warm-up epoch's constant lr, as a fraction of the recipe's lr
     threshold: float = 0.9
-    step: float = 0.05
+    step: float = 0.1
     cap: float = 0.85
     bank_size: int = 256  # 0: no memory bank, view 1 itself is view 2's positive (the reference without --memory_bank)
     risky_unimodal: bool = False  # L_uni on the risky set after the warm-ups (the reference's --cross_inmodal)
@@ -161,10 +148,8 @@ class SafeCLIP(Objective):
 
     @staticmethod
     def clip_loss(run: ContrastiveRun, batch: Batch) -> Tensor:
-        """L_clip on one augmented pairing: each image's view with one of its two EDA caption views, drawn at
-        random (the reference's two pairings cost two forward passes of each tower; module docstring)."""
-        image, = run.encode_images(run.augmented(batch.images))
-        view1, view2 = batch.caption_views
-        second = torch.rand(len(view1), 1, generator=run.generator) < 0.5
-        text, = run.encode_texts(torch.where(second.to(view1.device), view2, view1))
-        return symmetric_clip_loss(image, text, run.logit_scale)
+        """L_clip on two augmented pairings: image view 1 with caption view 2, caption view 1 with image view 2."""
+        image1, image2 = run.encode_images(run.augmented(batch.images), run.augmented(batch.images))
+        text1, text2 = run.encode_texts(*batch.caption_views)
+        scale = run.logit_scale
+        return (info_nce(image1, text2, scale) + info_nce(text1, image2, scale)) / 2

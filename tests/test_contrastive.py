@@ -63,16 +63,6 @@ def test_the_gmm_posterior_is_the_higher_mean_components():
     assert np.allclose(clean_posterior(-similarity)[high], 0, atol=0.01)  # follows the mean, not the fit's order
 
 
-def test_pairs_at_least_as_similar_as_the_clean_mean_are_clean_where_the_wider_component_takes_over():
-    """70 pairs in a narrow cluster at [0.55, 0.65] and 30 spread over [-0.2, 0.9]: the wide component's
-    density passes the narrow one's again above ~0.7, where the mixture's raw posterior falls to ~0."""
-    similarity = np.concatenate([np.linspace(0.55, 0.65, 70), np.linspace(-0.2, 0.9, 30)])
-    posterior = clean_posterior(similarity)
-    assert (posterior[similarity >= 0.65] == 1).all()
-    assert posterior[similarity <= 0.2].max() < 0.01
-    assert set(np.flatnonzero(similarity >= 0.65)) <= set(safe_split(posterior, None).tolist())
-
-
 def test_the_first_split_keeps_posteriors_of_at_least_the_threshold():
     posterior = np.array([0.95, 0.9, 0.89, 0.1, 1.0, 0.5])
     assert safe_split(posterior, None).tolist() == [0, 1, 4]
