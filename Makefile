@@ -1,6 +1,6 @@
 # make bench MODEL=jldcf|bbsnet|d3net|clip-tiny|rgbd-clip|clip [CKPT=file] [DATA=folder DATASET=NJU2K] [SUITE=default|own|transfer|clip] [DEVICE=cpu] [WORKERS=N (Ray; RAY_ADDRESS=head for a cluster)] [ARGS="--model-arg backbone=resnet50"]
 # make transfer [MODELS="jldcf bbsnet d3net"]   make defenses [MODELS=...]   make patch-defenses [MODELS=...]   make perf   make compare BASE=HEAD~1
-# make poison [MODEL=clip-tiny] [ATTACKS=badnets,blended] [WORKERS=2] [DEFENSES=none,safeclip,roclip,cleanclip] [SEEDS=3] [RATE=0.03] [TARGET=star] [DATA=pairs.csv EVAL_DATA=folder]
+# make poison [MODEL=clip-tiny] [ATTACKS=badnets,blended,wanet,targeted] [WORKERS=2] [DEFENSES=none,safeclip,roclip,cleanclip] [SEEDS=3] [RATE=0.03] [TARGET=star] [DATA=pairs.csv EVAL_DATA=folder]
 # make regress BASE=HEAD~1 [HEAD=rev] [SUITE=regression] [MODELS="jldcf clip-tiny" (default: one per family)] [DEVICE=cuda]   make train MODEL=jldcf [PIN=1]
 PYTHON ?= python3
 VENV   := .venv

@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     po.add_argument("--model", default="clip-tiny", help="an open_clip CLIP model: clip-tiny, or clip with "
                     "--model-arg arch=RN50 (trained from scratch)")
     po.add_argument("--model-arg", action="append", default=[], metavar="K=V", help="model constructor argument")
-    po.add_argument("--attacks", help="comma-separated (default: badnets,blended,targeted; also wanet, "
+    po.add_argument("--attacks", help="comma-separated (default: badnets,targeted; also blended, wanet, "
                     "label-consistent)")
     po.add_argument("--defenses", help="comma-separated (default: none,safeclip,roclip,cleanclip)")
     po.add_argument("--seeds", help="a count N (seeds 0..N-1) or a comma-separated list (default: 1)")

@@ -48,7 +48,7 @@ not kept: L_clip on one pairing (an image view with one EDA caption view) with s
 undertrains (last-epoch L_clip 1.5 where two pairings reach 1.1): seed 0 top-1 / success BadNets 0.910 / 0.080,
 Blended 0.715 / 0.219, targeted 0.777 / 0.125. Known limit, kept as the reference: with full covariances the
 lower component, when it is the wider, takes over again in the upper tail, so the posterior falls for the most
-similar pairs (in one run no pair reached 0.9 at the first split, which emptied the safe set).
+similar pairs (in a one-pairing run no pair reached 0.9 at the first split, which emptied the safe set).
 The safe share's floor is robust to float error (0.57 N of 100 is 57, not 56); ties in p keep the lower
 index first (a stable sort; the reference's ``torch.argsort`` leaves them in any order).
 """
