@@ -67,10 +67,10 @@ from models import build_model
 from models.clip import CLIPZeroShot
 
 # the default grid: one backdoor and targeted poisoning, the two attacks of SafeCLIP's headline claim, so that
-# one seed fits 40 minutes on 2 cores (measured: 9 cells TIMING9; with blended 13 cells 42 min, SafeCLIP's cells
-# 860-880 s each). blended, wanet and label-consistent run by name (--attacks badnets,blended,wanet,targeted
-# makes the committed table). WaNet's warp does not take on 32 px images: 0.089 +- 0.058 success undefended
-# over 3 seeds (clean baseline 0.021)
+# one seed fits 40 minutes on 2 cores (from a clean clone: 9 cells 29 min 9 s; with blended 13 cells 41 min 27 s,
+# SafeCLIP's cells 860-880 s each). blended, wanet and label-consistent run by name (--attacks
+# badnets,blended,wanet,targeted makes the committed table). WaNet's warp does not take on 32 px images: 0.089
+# +- 0.058 success undefended over 3 seeds (clean baseline 0.021)
 ATTACKS = ("badnets", "targeted")
 DEFENSES = ("none", "safeclip", "roclip", "cleanclip")
 SHAPES_TARGET = "star"
