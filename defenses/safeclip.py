@@ -93,7 +93,7 @@ class SafeCLIP(Objective):
     clip_warmup: int = 1
     filter_lr: float = 0.25  # the CLIP warm-up epoch's constant lr, as a fraction of the recipe's lr
     threshold: float = 0.9
-    step: float = 0.1
+    step: float = 0.05
     cap: float = 0.85
     bank_size: int = 256  # 0: no memory bank, view 1 itself is view 2's positive (the reference without --memory_bank)
     risky_unimodal: bool = False  # L_uni on the risky set after the warm-ups (the reference's --cross_inmodal)
