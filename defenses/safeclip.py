@@ -46,7 +46,8 @@ memory bank (``bank_size=0``) 0.27; risky-set L_uni weighted 0.1 (step 0.1, BadN
 Tried to make a cell cheaper (two pairings make SafeCLIP about 3x plain CLIP: 750-850 s a cell on one thread),
 not kept: L_clip on one pairing (an image view with one EDA caption view) with step 0.05 takes 500-530 s but
 undertrains (last-epoch L_clip 1.5 where two pairings reach 1.1): seed 0 top-1 / success BadNets 0.910 / 0.080,
-Blended 0.715 / 0.219, targeted 0.777 / 0.125. Known limit, kept as the reference: with full covariances the
+Blended 0.715 / 0.219, targeted 0.777 / 0.125. Two pairings with step 0.05 (seed 2, top-1 / success, step 0.1 -> 0.05): BadNets
+0.906 / 0.174 -> 0.859 / 0.196, targeted 0.859 / 0.375 -> 0.852 / 0.375; not kept. Known limit, kept as the reference: with full covariances the
 lower component, when it is the wider, takes over again in the upper tail, so the posterior falls for the most
 similar pairs (in a one-pairing run no pair reached 0.9 at the first split, which emptied the safe set).
 The safe share's floor is robust to float error (0.57 N of 100 is 57, not 56); ties in p keep the lower
@@ -93,7 +94,7 @@ class SafeCLIP(Objective):
     clip_warmup: int = 1
     filter_lr: float = 0.25  # the CLIP warm-up epoch's constant lr, as a fraction of the recipe's lr
     threshold: float = 0.9
-    step: float = 0.05
+    step: float = 0.1
     cap: float = 0.85
     bank_size: int = 256  # 0: no memory bank, view 1 itself is view 2's positive (the reference without --memory_bank)
     risky_unimodal: bool = False  # L_uni on the risky set after the warm-ups (the reference's --cross_inmodal)
