@@ -46,12 +46,13 @@ memory bank (``bank_size=0``) 0.27; risky-set L_uni weighted 0.1 (step 0.1, BadN
 Tried to make a cell cheaper (two pairings make SafeCLIP about 3x plain CLIP: 750-850 s a cell on one thread),
 not kept: L_clip on one pairing (an image view with one EDA caption view) with step 0.05 takes 500-530 s but
 undertrains (last-epoch L_clip 1.5 where two pairings reach 1.1): seed 0 top-1 / success BadNets 0.910 / 0.080,
-Blended 0.715 / 0.219, targeted 0.777 / 0.125. Two pairings with step 0.05 (seed 2, top-1 / success, step 0.1 -> 0.05): BadNets
-0.906 / 0.174 -> 0.859 / 0.196, targeted 0.859 / 0.375 -> 0.852 / 0.375; not kept. Known limit, kept as the reference: with full covariances the
-lower component, when it is the wider, takes over again in the upper tail, so the posterior falls for the most
-similar pairs (in a one-pairing run no pair reached 0.9 at the first split, which emptied the safe set).
-The safe share's floor is robust to float error (0.57 N of 100 is 57, not 56); ties in p keep the lower
-index first (a stable sort; the reference's ``torch.argsort`` leaves them in any order).
+Blended 0.715 / 0.219, targeted 0.777 / 0.125. Nor two pairings with step 0.05 (seed 2, top-1 / success, step
+0.1 -> 0.05): BadNets 0.906 / 0.174 -> 0.859 / 0.196, targeted 0.859 / 0.375 -> 0.852 / 0.375; the poisons sit
+in the capped safe set (15-20 of 180 at every later split), not only while it grows. Known limit, kept as the
+reference: with full covariances the lower component, when it is the wider, takes over again in the upper tail,
+so the posterior falls for the most similar pairs (in a one-pairing run no pair reached 0.9 at the first split,
+which emptied the safe set). The safe share's floor is robust to float error (0.57 N of 100 is 57, not 56); ties
+in p keep the lower index first (a stable sort; the reference's ``torch.argsort`` leaves them in any order).
 """
 from __future__ import annotations
 
